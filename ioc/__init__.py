@@ -1,0 +1,1 @@
+"""ioc-ingest: event ingestion, rules and alerts for a city operations centre."""

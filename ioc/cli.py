@@ -1,0 +1,83 @@
+"""The ``ioc`` command line: one subcommand per job, each failing with one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ioc.settings import Settings, SettingsError, get_settings
+from ioc.storage.errors import StorageError
+from ioc.storage.migrations import MigrationError
+
+if TYPE_CHECKING:
+    from ioc.storage.migrations import MigrationReport
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; ``str()`` is the one line to show."""
+
+
+def _settings() -> Settings:
+    from ioc import logs
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    return settings
+
+
+async def _migrate(settings: Settings) -> MigrationReport:
+    from ioc.storage.migrations import migrate
+    from ioc.storage.pool import connect
+
+    conn = await connect(settings.database_url)
+    try:
+        return await migrate(conn, timescaledb=settings.timescaledb,
+                             retention_s=settings.retention)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    report = asyncio.run(_migrate(settings))
+    applied = ", ".join(report.applied) if report.applied else "nothing to apply"
+    print(f"database up to date ({report.flavour}): {applied}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ioc",
+        description="Event ingestion, rules and alerts for a city operations centre. "
+        "Settings come from IOC_* environment variables and a .env file.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("migrate", help="apply database migrations (also done by `ioc run`)")
+    p.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SettingsError as exc:
+        print(f"ioc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CommandError, StorageError, MigrationError) as exc:
+        print(f"ioc {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
