@@ -50,6 +50,46 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from ioc.api.app import create_app
+    from ioc.service import Service
+
+    service = Service(settings)
+    await service.start()
+    try:
+        config = uvicorn.Config(create_app(settings, service), host=settings.api_host,
+                                port=settings.api_port, log_config=None, access_log=False)
+        await uvicorn.Server(config).serve()
+    finally:
+        await service.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _create_key(settings: Settings, args: argparse.Namespace) -> str:
+    from ioc.storage.keys import create_key
+    from ioc.storage.pool import connect
+
+    conn = await connect(settings.database_url)
+    try:
+        key, _ = await create_key(conn, args.role, name=args.name, districts=args.districts)
+        return key
+    finally:
+        await conn.close()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = _settings()
+    print(asyncio.run(_create_key(settings, args)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioc",
@@ -60,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply database migrations (also done by `ioc run`)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="run the service: sources, pipeline, rules, alerts and API")
+    p.set_defaults(func=cmd_run)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", metavar="ACTION", required=True)
+    p = keys.add_parser("create", help="create an API key and print it (shown only once)")
+    p.add_argument("--role", required=True, choices=["admin", "operator", "agency", "ingest"])
+    p.add_argument("--districts", nargs="+", metavar="DISTRICT",
+                   help="limit an agency key to these districts")
+    p.add_argument("--name", help="who or what the key is for")
+    p.set_defaults(func=cmd_keys_create)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Sources (MQTT, Kafka, HTTP), decoding, micro-batching and dead letters."""

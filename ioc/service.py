@@ -1,0 +1,200 @@
+"""The running service: owns the pools, pipeline, sources and background jobs, in start order.
+
+Everything is opened in :meth:`Service.start` and closed in reverse in :meth:`Service.stop`;
+nothing connects at import time. Stopping drains: sources stop taking messages, the pipeline
+writes and confirms what it holds, and only then do the pools close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+
+from ioc.api.deps import KeyCache
+from ioc.devices import Device, load_devices_file
+from ioc.ingest.decode import DecodeLimits
+from ioc.ingest.pipeline import Pipeline
+from ioc.metrics import Metrics
+from ioc.settings import Settings
+from ioc.storage.devices import sync_registry
+from ioc.storage.errors import DatabaseUnavailable, error_type
+from ioc.storage.migrations import migrate
+from ioc.storage.partitions import PartitionManager
+from ioc.storage.pool import connect, create_pool
+from ioc.storage.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+STARTUP_DB_WAIT_S = 60.0
+MAINTENANCE_INTERVAL_S = 3600.0
+
+
+class Source(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def ready(self) -> bool: ...
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.keys = KeyCache()
+        self.flavour = "postgres"
+        self.sources: list[Source] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writer_pool: asyncpg.Pool | None = None
+        self._api_pool: asyncpg.Pool | None = None
+        self._pipeline: Pipeline | None = None
+        # Files are read and validated before anything connects, so a typo fails fast.
+        path = Path(settings.devices_file)
+        self.devices: list[Device] | None = load_devices_file(path) if path.exists() else None
+
+    @property
+    def api_pool(self) -> asyncpg.Pool:
+        assert self._api_pool is not None, "service not started"
+        return self._api_pool
+
+    @property
+    def pipeline(self) -> Pipeline:
+        assert self._pipeline is not None, "service not started"
+        return self._pipeline
+
+    # ---- start / stop --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.auth == "off":
+            log.warning("IOC_AUTH=off: every HTTP caller is treated as admin. Local demo only!")
+        await self._migrate()
+        self._writer_pool = await create_pool(s.database_url, size=2, writer=True)
+        self._api_pool = await create_pool(s.database_url, size=s.db_pool_size)
+        known = await self._sync_devices()
+        partitions = PartitionManager(self.flavour)
+        writer = BatchWriter(
+            self._writer_pool, partitions,
+            on_retry=lambda exc: self.metrics.db_write_retries.labels(error_type(exc)).inc(),
+        )
+        await writer.start()
+        self._pipeline = Pipeline(
+            writer, self.metrics,
+            limits=DecodeLimits(
+                max_payload_bytes=s.max_payload_bytes,
+                max_event_age_s=s.max_event_age,
+                max_future_skew_s=s.max_future_skew,
+                known_devices=known if s.require_known_devices else None,
+            ),
+            batch_max=s.batch_max,
+            batch_wait_s=s.batch_wait_ms / 1000,
+            queue_max=s.queue_max,
+        )
+        await self._pipeline.start()
+        self.sources = self._make_sources()
+        for source in self.sources:
+            await source.start()
+        self._tasks.append(asyncio.create_task(self._maintenance(partitions), name="maintenance"))
+        log.info("service started: flavour %s, sources %s, batch max %d / %d ms",
+                 self.flavour, [src.name for src in self.sources] or "http only",
+                 s.batch_max, s.batch_wait_ms)
+
+    async def stop(self) -> None:
+        for source in reversed(self.sources):
+            try:
+                await source.stop()
+            except Exception:
+                log.exception("stopping the %s source failed", source.name)
+        if self._pipeline:
+            await self._pipeline.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pool in (self._api_pool, self._writer_pool):
+            if pool:
+                await pool.close()
+        log.info("service stopped")
+
+    async def _migrate(self) -> None:
+        """Migrate at start, waiting a while for a database that is still coming up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_DB_WAIT_S
+        while True:
+            try:
+                conn = await connect(self.settings.database_url)
+                break
+            except DatabaseUnavailable as exc:
+                if loop.time() > deadline:
+                    raise
+                log.warning("%s; retrying", exc)
+                await asyncio.sleep(2)
+        try:
+            report = await migrate(conn, timescaledb=self.settings.timescaledb,
+                                   retention_s=self.settings.retention)
+            self.flavour = report.flavour
+        finally:
+            await conn.close()
+
+    async def _sync_devices(self) -> frozenset[str]:
+        """Load config/devices.yaml into the devices table; returns the registered ids."""
+        async with self.api_pool.acquire() as conn:
+            if self.devices is not None:
+                await sync_registry(conn, self.devices)
+                log.info("device registry: %d devices from %s", len(self.devices),
+                         self.settings.devices_file)
+            else:
+                log.warning("device registry %s not found: devices are auto-registered",
+                            self.settings.devices_file)
+            rows = await conn.fetch("SELECT id FROM devices WHERE registered_by <> 'auto'")
+        return frozenset(r["id"] for r in rows)
+
+    def _make_sources(self) -> list[Source]:
+        s = self.settings
+        sources: list[Source] = []
+        if s.mqtt_url:
+            from ioc.ingest.mqtt import MqttSource
+
+            sources.append(MqttSource(
+                self.pipeline, self.metrics, url=s.mqtt_url, topic=s.mqtt_topic,
+                client_id=s.mqtt_client_id, receive_maximum=s.mqtt_receive_maximum))
+        if s.kafka_bootstrap:
+            from ioc.ingest.kafka import KafkaSource
+
+            sources.append(KafkaSource(
+                self.pipeline, self.metrics, bootstrap=s.kafka_bootstrap, topic=s.kafka_topic,
+                group=s.kafka_group, session_timeout_ms=s.kafka_session_timeout_ms,
+                max_records=s.batch_max))
+        return sources
+
+    # ---- background ------------------------------------------------------------------------
+
+    async def _maintenance(self, partitions: PartitionManager) -> None:
+        """Hourly: partitions a week ahead, and retention on plain PostgreSQL."""
+        while True:
+            try:
+                async with self.api_pool.acquire() as conn:
+                    await partitions.ensure_ahead(conn)
+                    await partitions.drop_older_than(conn, self.settings.retention)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("partition maintenance failed (%s); next try in an hour", exc)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.api_pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        if self._pipeline and self._pipeline.degraded:
+            checks["writer"] = f"failing: {self._pipeline.degraded[:200]}"
+        for source in self.sources:
+            checks[source.name] = "ok" if source.ready() else "not connected"
+        return checks

@@ -1,0 +1,40 @@
+"""The devices table: registry sync from config/devices.yaml and look-ups."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ioc.devices import Device
+
+
+async def sync_registry(conn: asyncpg.Connection, devices: list[Device]) -> int:
+    """Upsert the file's devices (an auto-registered device gets its district now); returns count."""
+    if not devices:
+        return 0
+    await conn.executemany(
+        """
+        INSERT INTO devices (id, name, kind, district, ward, lat, lon, "interval", tags,
+                             registered_by, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, make_interval(secs => $8), $9, 'file', now())
+        ON CONFLICT (id) DO UPDATE SET
+            name = EXCLUDED.name, kind = EXCLUDED.kind, district = EXCLUDED.district,
+            ward = EXCLUDED.ward, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+            "interval" = EXCLUDED."interval", tags = EXCLUDED.tags,
+            registered_by = 'file', updated_at = now()
+        WHERE (devices.name, devices.kind, devices.district, devices.ward, devices.lat,
+               devices.lon, devices."interval", devices.tags, devices.registered_by)
+              IS DISTINCT FROM
+              (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.district, EXCLUDED.ward, EXCLUDED.lat,
+               EXCLUDED.lon, EXCLUDED."interval", EXCLUDED.tags, 'file')
+        """,
+        [(d.id, d.name, d.kind, d.district, d.ward, d.lat, d.lon, d.interval_s, list(d.tags))
+         for d in devices],
+    )
+    return len(devices)
+
+
+async def all_devices(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        'SELECT id, name, kind, district, ward, lat, lon, extract(epoch FROM "interval") AS interval_s,'
+        " tags, registered_by FROM devices ORDER BY id"
+    )

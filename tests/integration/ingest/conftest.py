@@ -1,0 +1,55 @@
+"""Per-test brokers and a service process for the delivery tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ioc.embedded.mosquitto import EmbeddedMosquitto
+from tests.support.service import ServiceProcess
+
+
+@pytest.fixture
+def mqtt_broker() -> Iterator[EmbeddedMosquitto]:
+    """A broker of this test's own, so no persistent session leaks between tests."""
+    with EmbeddedMosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator:
+    started: list[ServiceProcess] = []
+
+    def make(**env: str) -> ServiceProcess:
+        svc = ServiceProcess(tmp_path, env)
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.kill()
+
+
+async def event_ids(dsn: str, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id FROM events WHERE event_id LIKE $1",
+                                prefix + "-%")
+    finally:
+        await conn.close()
+    return [r[0] for r in rows]
+
+
+def wait_for_count(dsn: str, prefix: str, n: int, timeout: float = 90) -> list[str]:
+    """Poll until ``n`` events with the prefix are stored (or time runs out); returns the ids."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = asyncio.run(event_ids(dsn, prefix))
+        if len(ids) >= n or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.5)
