@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test setup os-deps lint bench clean
+.PHONY: test demo setup os-deps lint bench clean
 
 setup: os-deps $(VENV)/.installed
 
@@ -21,6 +21,9 @@ test: setup
 	@$(VENV)/bin/ruff check .
 	@set +e; $(VENV)/bin/pytest -q --timeout=600 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+demo: setup
+	@$(VENV)/bin/ioc demo
 
 lint: $(VENV)/.installed
 	@$(VENV)/bin/ruff check .

@@ -51,17 +51,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> None:
-    import uvicorn
-
     from ioc.api.app import create_app
+    from ioc.api.server import make_server
     from ioc.service import Service
 
     service = Service(settings)
     await service.start()
     try:
-        config = uvicorn.Config(create_app(settings, service), host=settings.api_host,
-                                port=settings.api_port, log_config=None, access_log=False)
-        await uvicorn.Server(config).serve()
+        await make_server(create_app(settings, service), settings).serve()
     finally:
         await service.stop()
 
@@ -90,6 +87,24 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from ioc.rules import check_command
+
+    return check_command(args.file)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ioc.simulator.cli import run_simulate
+
+    return run_simulate(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ioc.demo import run_demo
+
+    return asyncio.run(run_demo(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ioc",
@@ -112,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="limit an agency key to these districts")
     p.add_argument("--name", help="who or what the key is for")
     p.set_defaults(func=cmd_keys_create)
+
+    rules = sub.add_parser("rules", help="rule files").add_subparsers(
+        dest="rules_command", metavar="ACTION", required=True)
+    p = rules.add_parser("check", help="validate a rule file (no database needed); exit 1 with "
+                         "line-precise errors")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_rules_check)
+
+    from ioc.simulator.cli import add_simulate_arguments
+
+    p = sub.add_parser("simulate", help="the Hậu Giang sensor and camera simulator (MQTT or Kafka)")
+    add_simulate_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="run everything locally: PostgreSQL, mosquitto, a Kafka-"
+                       "protocol broker, the service and the simulator")
+    p.add_argument("--rate", type=float, default=50.0, help="simulated events per second per "
+                   "source (default 50)")
+    p.add_argument("--no-flood", action="store_true", help="no flood scenario in Vị Thanh")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
