@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ioc.devices import DevicesFileError
+from ioc.rules import RuleFileError
 from ioc.settings import Settings, SettingsError, get_settings
 from ioc.storage.errors import StorageError
 from ioc.storage.migrations import MigrationError
@@ -161,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (CommandError, StorageError, MigrationError) as exc:
         print(f"ioc {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (RuleFileError, DevicesFileError) as exc:
+        print(f"ioc {args.command}: invalid file, nothing started:\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

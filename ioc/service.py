@@ -9,23 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import signal
+from collections import defaultdict
 from pathlib import Path
 from typing import Protocol
 
 import asyncpg
 
 from ioc.api.deps import KeyCache
-from ioc.devices import Device, load_devices_file
+from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
 from ioc.ingest.pipeline import Pipeline
+from ioc.ingest.rule_processor import RuleProcessor
 from ioc.metrics import Metrics
+from ioc.rules import (
+    DeviceMeta,
+    Rule,
+    RuleEngine,
+    RuleFileError,
+    load_rules_file,
+    rule_from_dict,
+    rule_to_dict,
+)
 from ioc.settings import Settings
 from ioc.storage.devices import sync_registry
 from ioc.storage.errors import DatabaseUnavailable, error_type
 from ioc.storage.migrations import migrate
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import connect, create_pool
+from ioc.storage.rules import delete_states, latest_ts, list_rules, load_states, sync_file_rules
 from ioc.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -54,8 +68,8 @@ class Service:
         self._api_pool: asyncpg.Pool | None = None
         self._pipeline: Pipeline | None = None
         # Files are read and validated before anything connects, so a typo fails fast.
-        path = Path(settings.devices_file)
-        self.devices: list[Device] | None = load_devices_file(path) if path.exists() else None
+        self.file_rules, self.devices = read_files(settings)
+        self.rules: RuleProcessor | None = None
 
     @property
     def api_pool(self) -> asyncpg.Pool:
@@ -83,6 +97,7 @@ class Service:
             on_retry=lambda exc: self.metrics.db_write_retries.labels(error_type(exc)).inc(),
         )
         await writer.start()
+        self.rules = RuleProcessor(await self._load_engine(), self.metrics)
         self._pipeline = Pipeline(
             writer, self.metrics,
             limits=DecodeLimits(
@@ -94,12 +109,15 @@ class Service:
             batch_max=s.batch_max,
             batch_wait_s=s.batch_wait_ms / 1000,
             queue_max=s.queue_max,
+            processors=[self.rules],
         )
         await self._pipeline.start()
         self.sources = self._make_sources()
         for source in self.sources:
             await source.start()
         self._tasks.append(asyncio.create_task(self._maintenance(partitions), name="maintenance"))
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         log.info("service started: flavour %s, sources %s, batch max %d / %d ms",
                  self.flavour, [src.name for src in self.sources] or "http only",
                  s.batch_max, s.batch_wait_ms)
@@ -154,6 +172,64 @@ class Service:
             rows = await conn.fetch("SELECT id FROM devices WHERE registered_by <> 'auto'")
         return frozenset(r["id"] for r in rows)
 
+    async def _load_engine(self) -> RuleEngine:
+        """The engine with the file's and the API's rules, restored from rule_state."""
+        async with self.api_pool.acquire() as conn:
+            async with conn.transaction():
+                if self.file_rules is not None:
+                    await sync_file_rules(conn, [rule_to_dict(r) for r in self.file_rules])
+            rules = await self._stored_rules(conn)
+            metas = [DeviceMeta(r["id"], r["name"], r["district"], tuple(r["tags"] or ()))
+                     for r in await conn.fetch("SELECT id, name, district, tags FROM devices")]
+            engine = RuleEngine(rules, metas, max_lateness_s=self.settings.max_lateness)
+            ignored = engine.load_state(await load_states(conn))
+            await delete_states(conn, ignored)
+            window = max(86400.0, 2 * self.settings.max_lateness,
+                         *(2 * r.absent.for_s for r in rules if r.absent is not None))
+            engine.load_clocks(_clock_rows(await latest_ts(conn, window)))
+        log.info("rule engine: %d rules, %d devices, state restored", len(rules), len(metas))
+        return engine
+
+    @staticmethod
+    async def _stored_rules(conn: asyncpg.Connection) -> list[Rule]:
+        rules = []
+        for stored in await list_rules(conn):
+            try:
+                rules.append(rule_from_dict(stored.definition))
+            except RuleFileError as exc:
+                log.error("stored rule %s v%d is invalid and skipped: %s", stored.id,
+                          stored.version, exc)
+        return rules
+
+    async def reload_rules(self) -> None:
+        """Re-read the rules table (after an API change or a file reload) into the engine."""
+        async with self.api_pool.acquire() as conn:
+            rules = await self._stored_rules(conn)
+        if self.rules is not None:
+            self.rules.replace_rules(rules)
+
+    def _on_sighup(self) -> None:
+        self._tasks.append(asyncio.create_task(self.reload_files(), name="reload"))
+
+    async def reload_files(self) -> None:
+        """SIGHUP: re-read the rule and device files; an invalid file keeps the last good one."""
+        try:
+            file_rules, devices = await asyncio.to_thread(read_files, self.settings)
+        except (RuleFileError, DevicesFileError) as exc:
+            log.error("reload refused, keeping the last good files:\n%s", exc)
+            return
+        async with self.api_pool.acquire() as conn, conn.transaction():
+            if file_rules is not None:
+                changed = await sync_file_rules(conn, [rule_to_dict(r) for r in file_rules])
+                log.info("rules file reloaded: %d rule(s) changed", len(changed))
+            if devices is not None:
+                await sync_registry(conn, devices)
+        self.file_rules, self.devices = file_rules, devices
+        if self.rules is not None and devices is not None:
+            self.rules.upsert_devices(
+                [DeviceMeta(d.id, d.name, d.district, d.tags) for d in devices])
+        await self.reload_rules()
+
     def _make_sources(self) -> list[Source]:
         s = self.settings
         sources: list[Source] = []
@@ -198,3 +274,20 @@ class Service:
         for source in self.sources:
             checks[source.name] = "ok" if source.ready() else "not connected"
         return checks
+
+
+def read_files(settings: Settings) -> tuple[list[Rule] | None, list[Device] | None]:
+    """The rule and device files, validated; None for a file that does not exist."""
+    rules_path, devices_path = Path(settings.rules_file), Path(settings.devices_file)
+    rules = load_rules_file(rules_path) if rules_path.exists() else None
+    devices = load_devices_file(devices_path) if devices_path.exists() else None
+    return rules, devices
+
+
+def _clock_rows(latest: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    """Engine clock rows (see ioc/rules/state.py) from the newest stored ts per device and kind."""
+    per_device: dict[str, dict[str, int]] = defaultdict(dict)
+    for device_id, kind, ts_us in latest:
+        per_device[device_id][kind] = ts_us
+    return [(device_id, json.dumps({"latest": max(kinds.values()), "kinds": kinds}))
+            for device_id, kinds in per_device.items()]

@@ -40,10 +40,16 @@ PostCommit = Callable[[], None]
 
 
 class BatchProcessor(Protocol):
-    """Work done inside a batch's transaction (rules, alerts); returns what to do after commit."""
+    """Work done inside a batch's transaction (rules, alerts); returns what to do after commit.
+
+    ``new_mask`` marks the events stored by this batch (not replays); ``received_at`` is the
+    wall-clock time its oldest message arrived. Processors also get an empty batch every
+    ``tick_interval_s`` (timers such as absence checks run then).
+    """
 
     async def process(
-        self, conn: asyncpg.Connection, events: EventBatch, new_mask: np.ndarray
+        self, conn: asyncpg.Connection, events: EventBatch, new_mask: np.ndarray,
+        received_at: float,
     ) -> PostCommit | None: ...
 
 
@@ -60,7 +66,8 @@ class SubmissionResult:
 class _Submission:
     messages: Sequence[RawMessage]
     on_commit: Callable[[SubmissionResult], None] | None
-    received: float
+    received: float  # monotonic, for batching
+    received_wall: float  # epoch seconds, for latency metrics
 
 
 @dataclass(slots=True)
@@ -70,6 +77,7 @@ class _Batch:
     dead: list[DeadLetter]
     spans: list[tuple[int, int, int, int]]  # per submission: event [a, b), dead [c, d)
     messages: int
+    received_at: float
 
 
 class PipelineClosed(Exception):
@@ -87,6 +95,7 @@ class Pipeline:
         batch_wait_s: float = 0.05,
         queue_max: int = 200_000,
         processors: Sequence[BatchProcessor] = (),
+        tick_interval_s: float = 5.0,
     ) -> None:
         self.writer = writer
         self.metrics = metrics
@@ -95,6 +104,7 @@ class Pipeline:
         self.batch_wait_s = batch_wait_s
         self.queue_max = queue_max
         self.processors = list(processors)
+        self.tick_interval_s = tick_interval_s
         self._inbox: deque[_Submission] = deque()
         self._pending = 0  # messages submitted and not yet committed
         self._changed = asyncio.Condition()
@@ -159,7 +169,7 @@ class Pipeline:
         self._pending += len(messages)
         self.metrics.queue_depth.set(self._pending)
         self.metrics.events_received.labels(messages[0].source).inc(len(messages))
-        self._inbox.append(_Submission(messages, on_commit, time.monotonic()))
+        self._inbox.append(_Submission(messages, on_commit, time.monotonic(), time.time()))
         async with self._changed:
             self._changed.notify_all()
 
@@ -183,9 +193,18 @@ class Pipeline:
     # ---- stage 1: batch and decode ---------------------------------------------------------
 
     async def _batch_loop(self) -> None:
+        next_tick = time.monotonic() + self.tick_interval_s
         while True:
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick_interval_s
+                await self._to_write.put(_Batch([], EventBatch(), [], [], 0, time.time()))
+                continue
             async with self._changed:
-                await self._changed.wait_for(lambda: bool(self._inbox))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                        await self._changed.wait_for(lambda: bool(self._inbox))
+            if not self._inbox:
+                continue
             first = self._inbox[0].received
             wait = self.batch_wait_s - (time.monotonic() - first)
             if wait > 0 and self._inbox_messages() < self.batch_max:
@@ -218,7 +237,7 @@ class Pipeline:
         for d in dead:
             self.metrics.events_rejected.labels(d.source, d.reason).inc()
         events = parts[0] if len(parts) == 1 else EventBatch.concat(parts)
-        return _Batch(subs, events, dead, spans, messages)
+        return _Batch(subs, events, dead, spans, messages, min(s.received_wall for s in subs))
 
     # ---- stage 2: write and confirm --------------------------------------------------------
 
@@ -227,37 +246,40 @@ class Pipeline:
             batch = await self._to_write.get()
             if batch is None:
                 return
-            result = await self._write(batch.events, batch.dead)
+            result = await self._write(batch.events, batch.dead, batch.received_at)
             await self._confirm(batch, result)
 
-    async def _write(self, events: EventBatch, dead: list[DeadLetter]) -> WriteResult:
+    async def _write(
+        self, events: EventBatch, dead: list[DeadLetter], received_at: float
+    ) -> WriteResult:
         """Write, keeping at it through outages; isolate events the database refuses."""
         started = time.perf_counter()
         while True:
             try:
-                result = await self._write_with_processors(events, dead)
+                result = await self._write_with_processors(events, dead, received_at)
                 break
             except PermanentStorageError as exc:
                 if exc.sqlstate and exc.sqlstate[:2] in DATA_ERROR_CLASSES and len(events) > 0:
-                    result = await self._write_isolating(events, dead, exc)
+                    result = await self._write_isolating(events, dead, received_at, exc)
                     break
                 self.degraded = str(exc)
                 log.error("batch of %d events cannot be written (%s); retrying in 5s",
                           len(events), exc)
                 await asyncio.sleep(5)
         self.degraded = None
-        self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+        if len(events) or dead:
+            self.metrics.db_write_seconds.observe(time.perf_counter() - started)
         return result
 
     async def _write_with_processors(
-        self, events: EventBatch, dead: list[DeadLetter]
+        self, events: EventBatch, dead: list[DeadLetter], received_at: float
     ) -> WriteResult:
         async def in_transaction(
             conn: asyncpg.Connection, ev: EventBatch, new_mask: np.ndarray
         ) -> list[PostCommit]:
             after: list[PostCommit] = []
             for processor in self.processors:
-                done = await processor.process(conn, ev, new_mask)
+                done = await processor.process(conn, ev, new_mask, received_at)
                 if done is not None:
                     after.append(done)
             return after
@@ -268,7 +290,8 @@ class Pipeline:
         return result
 
     async def _write_isolating(
-        self, events: EventBatch, dead: list[DeadLetter], exc: PermanentStorageError
+        self, events: EventBatch, dead: list[DeadLetter], received_at: float,
+        exc: PermanentStorageError,
     ) -> WriteResult:
         """Split the batch until the refused events stand alone; those become dead letters."""
         log.warning("database refused a batch of %d events (%s): isolating the bad rows",
@@ -277,7 +300,7 @@ class Pipeline:
             refused = DeadLetter(source="db", reason="db_rejected", raw=_event_json(events),
                                  detail=str(exc)[:500])
             self.metrics.events_rejected.labels("db", "db_rejected").inc()
-            result = await self._write_with_processors(EventBatch(), [*dead, refused])
+            result = await self._write_with_processors(EventBatch(), [*dead, refused], received_at)
             result.new_mask = np.zeros(1, dtype=bool)
             return result
         half = len(events) // 2
@@ -285,18 +308,21 @@ class Pipeline:
         for part, part_dead in ((events.take(np.arange(half)), dead),
                                 (events.take(np.arange(half, len(events))), [])):
             try:
-                masks.append((await self._write_with_processors(part, part_dead)).new_mask)
+                masks.append(
+                    (await self._write_with_processors(part, part_dead, received_at)).new_mask)
             except PermanentStorageError as inner:
                 if not (inner.sqlstate and inner.sqlstate[:2] in DATA_ERROR_CLASSES):
                     raise
-                masks.append((await self._write_isolating(part, part_dead, inner)).new_mask)
+                masks.append(
+                    (await self._write_isolating(part, part_dead, received_at, inner)).new_mask)
         return WriteResult(np.concatenate(masks), len(dead), [])
 
     async def _confirm(self, batch: _Batch, result: WriteResult) -> None:
         stored = result.new
         self.metrics.events_stored.inc(stored)
         self.metrics.events_duplicate.inc(len(batch.events) - stored)
-        self.metrics.batch_rows.observe(len(batch.events))
+        if batch.messages:
+            self.metrics.batch_rows.observe(len(batch.events))
         if len(batch.events):
             lag = time.time() - float(batch.events.ts.max()) / 1e6
             self.metrics.event_lag.observe(max(lag, 0.0))

@@ -1,0 +1,830 @@
+"""Turn transport messages (MQTT, Kafka, HTTP) into a columnar EventBatch plus dead letters.
+
+Every source calls :func:`decode` on a micro-batch of :class:`RawMessage`. The common case
+(well-formed JSON that fits the event shape) goes through one typed msgspec decode per
+message and a handful of cached checks per event, appending straight into column lists.
+Only a message the typed decoder refuses takes the slow path: a generic decode (stdlib
+``json`` as a last resort, to see NaN/Infinity and huge literals) that is coerced back into
+the same shape with markers saying what was wrong, so both paths share one set of checks
+and one order of reasons. Bad input becomes a :class:`DeadLetter`; nothing raises and a bad
+event never holds back the good ones in the same call.
+
+Order of checks for one event object (the first failure is the reason): device_id (missing,
+type, format), topic/key match, known device, ts (missing, parse, range, age), attrs, then
+the reading(s): kind, value (type, finite, camera confidence), event_id, unit. In the
+multi-reading form each reading is judged alone, so one bad entry rejects only itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+
+from ioc.storage.batch import DeadLetter, EventBatch
+
+BAD_JSON = "bad_json"
+SCHEMA = "schema"
+BAD_TIMESTAMP = "bad_timestamp"
+TOO_OLD = "too_old"
+TOO_FAR_FUTURE = "too_far_future"
+NOT_FINITE = "not_finite"
+TOO_LARGE = "too_large"
+TOPIC_MISMATCH = "topic_mismatch"
+UNKNOWN_DEVICE = "unknown_device"
+REASONS = (
+    BAD_JSON,
+    SCHEMA,
+    BAD_TIMESTAMP,
+    TOO_OLD,
+    TOO_FAR_FUTURE,
+    NOT_FINITE,
+    TOO_LARGE,
+    TOPIC_MISMATCH,
+    UNKNOWN_DEVICE,
+)
+
+MQTT_TOPIC_PREFIX = "ioc/v1/events/"
+_PREFIX_LEN = len(MQTT_TOPIC_PREFIX)
+
+# uuid5(NAMESPACE_URL, "https://ioc-ingest/event-id"); see derive_event_id.
+EVENT_ID_NAMESPACE = uuid.UUID("c33aca94-aa85-5120-9c4f-ffc131a3c044")
+
+MAX_ID_CHARS = 128
+MAX_UNIT_CHARS = 32
+# jsonb has no limits we would hit first; these keep one event's attrs from bloating a batch.
+MAX_ATTRS_BYTES = 64 * 1024
+MAX_ATTRS_DEPTH = 16
+
+_DEVICE_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_KIND_RE = re.compile(r"[a-z0-9._-]{1,64}")
+_CAMERA_PREFIX = "camera."
+# Range of datetime (years 1..9999), which is also inside PostgreSQL's timestamptz.
+_MIN_US = -62_135_596_800_000_000
+_MAX_US = 253_402_300_799_999_999
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True, frozen=True)
+class RawMessage:
+    """One transport message as received, before any parsing."""
+
+    payload: bytes
+    source: str  # "mqtt" | "kafka" | "http"
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None  # Kafka key (device_id) if any
+
+
+@dataclass(slots=True, frozen=True)
+class DecodeLimits:
+    """What the decoder accepts; events outside become dead letters with the matching reason."""
+
+    max_payload_bytes: int = 256 * 1024
+    max_event_age_s: float = 365 * 86400  # older than now - this -> too_old
+    max_future_skew_s: float = 3600  # newer than now + this -> too_far_future
+    known_devices: frozenset[str] | None = None  # when set, other device ids -> unknown_device
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """Events decoded from one call, the dead letters, and where each event came from."""
+
+    events: EventBatch
+    dead: list[DeadLetter]
+    message_index: np.ndarray  # int32, for each event the index of the RawMessage it came from
+    rejected: dict[str, int]  # reason -> count (for metrics)
+
+
+def decode(messages: Sequence[RawMessage], limits: DecodeLimits, now_us: int | None = None) -> DecodeResult:
+    """Decode a micro-batch of transport messages into events and dead letters.
+
+    Never raises for any payload: every message yields at least one event or one dead letter.
+    ``now_us`` (µs since the Unix epoch) anchors the too_old / too_far_future limits; it
+    defaults to the wall clock and is a parameter so that tests and replays are reproducible.
+    """
+    run = _Run(limits, time.time_ns() // 1000 if now_us is None else now_us)
+    for index, message in enumerate(messages):
+        run.feed(index, message)
+    return run.result()
+
+
+def derive_event_id(device_id: str, kind: str, ts_us: int) -> str:
+    """The event_id of a reading sent without one, so that re-sent readings deduplicate.
+
+    ``uuid5(EVENT_ID_NAMESPACE, f"{device_id}|{kind}|{ts_us}")`` with ``ts_us`` the event time
+    in integer microseconds since the Unix epoch (UTC) -- the same reading sent as RFC 3339
+    with any offset or as epoch milliseconds gets the same id. ``|`` cannot occur in a valid
+    device_id or kind. In SQL (uuid-ossp): ``uuid_generate_v5(ns, device_id || '|' || kind
+    || '|' || ts_us)``. Hand-rolled rather than ``uuid.uuid5`` because it runs per event.
+    """
+    h = _NAMESPACE_SHA1.copy()
+    h.update(f"{device_id}|{kind}|{ts_us}".encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_UUID_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+_NAMESPACE_SHA1 = hashlib.sha1(EVENT_ID_NAMESPACE.bytes, usedforsecurity=False)
+_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+_AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+_NULL_RAW = msgspec.Raw(b"null")
+
+
+class _Event(msgspec.Struct, gc=False):
+    """The shape of one event object, covering both the single and the multi-reading form.
+
+    Required fields default to UNSET so that "missing" and "null" give different details.
+    The slow path builds these by hand and may put a :class:`_Bad` in any field.
+    """
+
+    device_id: str | None = None
+    kind: str | msgspec.UnsetType = msgspec.UNSET
+    ts: _AwareDatetime | int | float | msgspec.UnsetType = msgspec.UNSET
+    value: float | msgspec.UnsetType = msgspec.UNSET
+    event_id: str | None = None
+    unit: str | dict[str, str] | None = None
+    units: dict[str, str] | None = None
+    attrs: msgspec.Raw = _NULL_RAW
+    values: dict[str, float] | None = None
+
+
+_MESSAGE_DECODER = msgspec.json.Decoder(_Event | list[_Event])
+# Errors a decode may raise for hostile bytes: msgspec's own, invalid UTF-8 inside strings
+# (raised as UnicodeDecodeError), and nesting beyond msgspec's recursion limit.
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+class _Bad:
+    """A field value the slow path found unusable, carrying the reason it must be rejected with."""
+
+    __slots__ = ("detail", "reason")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+class _NonFinite:
+    """A NaN/Infinity literal, which stdlib json accepts and JSON (and jsonb) does not."""
+
+    __slots__ = ("literal",)
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _jtype(value: Any) -> str:
+    """The JSON name of a decoded value's type, for details."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float | _NonFinite):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """A short repr of user input, so one detail stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _iso(us: int) -> str:
+    if not _MIN_US <= us <= _MAX_US:
+        return f"{us} µs from the Unix epoch"
+    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _device_problem(device: object) -> _Bad | None:
+    if type(device) is _Bad:
+        return device
+    if not isinstance(device, str):
+        return _Bad(SCHEMA, f"device_id: expected a string, got {_jtype(device)}")
+    if _DEVICE_RE.fullmatch(device) is None:
+        return _Bad(
+            SCHEMA,
+            f"device_id: {_show(device)} must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        )
+    return None
+
+
+def _kind_problem(kind: object, field: str = "kind") -> _Bad | None:
+    if type(kind) is _Bad:
+        return kind
+    if kind is msgspec.UNSET:
+        return _Bad(SCHEMA, f"{field}: missing")
+    if not isinstance(kind, str):
+        return _Bad(SCHEMA, f"{field}: expected a string, got {_jtype(kind)}")
+    if _KIND_RE.fullmatch(kind) is None:
+        return _Bad(SCHEMA, f"{field}: {_show(kind)} must be 1-64 characters of a-z 0-9 . _ -")
+    return None
+
+
+def _value_problem(value: object, field: str) -> _Bad:
+    """Why a value that is not a finite float was refused."""
+    if type(value) is _Bad:
+        return value
+    if value is msgspec.UNSET:
+        return _Bad(SCHEMA, f"{field}: missing")
+    if type(value) is float:
+        return _Bad(NOT_FINITE, f"{field}: {value!r} is not a finite number")
+    return _Bad(SCHEMA, f"{field}: expected a number, got {_jtype(value)}")
+
+
+def _text_problem(text: object, field: str, min_chars: int, max_chars: int) -> _Bad | None:
+    """Short free text (event_id, unit): bounded, and storable in a PostgreSQL text column."""
+    if type(text) is _Bad:
+        return text
+    if not isinstance(text, str):
+        return _Bad(SCHEMA, f"{field}: expected a string, got {_jtype(text)}")
+    if not min_chars <= len(text) <= max_chars:
+        return _Bad(SCHEMA, f"{field}: must be {min_chars}-{max_chars} characters")
+    if not text.isprintable():
+        return _Bad(SCHEMA, f"{field}: contains control or unpaired surrogate characters")
+    return None
+
+
+def _attrs_tree_problem(tree: Any) -> str | None:
+    """Depth, NUL characters (jsonb rejects ``\\u0000``) and non-finite numbers in decoded attrs."""
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_ATTRS_DEPTH:
+                return f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels"
+            if isinstance(node, dict):
+                stack.extend((key, depth) for key in node)
+                stack.extend((item, depth + 1) for item in node.values())
+            else:
+                stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                return "attrs: contains \\u0000, which PostgreSQL jsonb cannot store"
+        elif isinstance(node, _NonFinite) or (type(node) is float and not math.isfinite(node)):
+            return "attrs: contains NaN or Infinity, which is not JSON"
+    return None
+
+
+def _attrs_text(raw: msgspec.Raw | _Bad, seen: set[str]) -> str | _Bad | None:
+    """The attrs JSON text to store, None for null, or why it cannot be stored.
+
+    ``seen`` holds texts already accepted in this call (a station's attrs repeat).
+    """
+    if type(raw) is _Bad:
+        return raw
+    try:
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError:
+        return _Bad(SCHEMA, "attrs: not valid UTF-8")
+    if text in seen:
+        return text
+    if text[:1] != "{":
+        if text == "null":
+            return None
+        return _Bad(SCHEMA, f"attrs: expected an object, got {_RAW_JTYPE.get(text[:1], 'number')}")
+    if len(raw) > MAX_ATTRS_BYTES:
+        return _Bad(SCHEMA, f"attrs: {len(raw)} bytes, more than the {MAX_ATTRS_BYTES} allowed")
+    # Cheap bounds first: fewer openers than the depth limit cannot nest too deep, and NUL can
+    # only arrive as an escape. Anything suspicious gets the exact check on the decoded tree.
+    if "\\u0000" in text or text.count("{") + text.count("[") > MAX_ATTRS_DEPTH:
+        try:
+            problem = _attrs_tree_problem(msgspec.json.decode(text))
+        except _DECODE_ERRORS:
+            problem = f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels"
+        if problem is not None:
+            return _Bad(SCHEMA, problem)
+    if len(seen) < _SEEN_ATTRS_MAX:
+        seen.add(text)
+    return text
+
+
+_SEEN_ATTRS_MAX = 4096
+_RAW_JTYPE = {"[": "array", '"': "string", "t": "boolean", "f": "boolean"}
+
+
+def _ts_from_text(text: str) -> datetime | _Bad:
+    """Parse an RFC 3339 timestamp on the slow path, explaining a refusal precisely."""
+    try:
+        return msgspec.convert(text, _AwareDatetime)
+    except msgspec.ValidationError:
+        pass
+    if text.isdigit():
+        return _Bad(BAD_TIMESTAMP, "ts: epoch milliseconds must be a JSON number, not a string")
+    try:
+        naive = datetime.fromisoformat(text).tzinfo is None
+    except ValueError:
+        naive = False
+    if naive:
+        return _Bad(BAD_TIMESTAMP, f"ts: {_show(text)} has no UTC offset (add Z or +07:00)")
+    return _Bad(BAD_TIMESTAMP, f"ts: {_show(text)} is not an RFC 3339 timestamp")
+
+
+def _coerce_ts(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ts_from_text(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, _NonFinite):
+        return _Bad(BAD_TIMESTAMP, f"ts: {value.literal} is not a finite number")
+    return _Bad(
+        BAD_TIMESTAMP,
+        f"ts: expected RFC 3339 text or epoch milliseconds, got {_jtype(value)}",
+    )
+
+
+def _coerce_number(value: Any, field: str) -> float | _Bad:
+    if isinstance(value, bool):
+        return _Bad(SCHEMA, f"{field}: expected a number, got boolean")
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return _Bad(NOT_FINITE, f"{field}: {_show(value)} overflows a double")
+    if isinstance(value, _NonFinite):
+        return _Bad(NOT_FINITE, f"{field}: {value.literal} is not a finite number")
+    return _Bad(SCHEMA, f"{field}: expected a number, got {_jtype(value)}")
+
+
+def _coerce_str_map(value: Any, field: str) -> dict[str, str] | _Bad:
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return value
+    return _Bad(SCHEMA, f"{field}: expected an object of strings, got {_jtype(value)}")
+
+
+def _coerce(obj: Any) -> _Event | _Bad:
+    """Rebuild a generically decoded element as an _Event, marking each unusable field."""
+    if not isinstance(obj, dict):
+        return _Bad(SCHEMA, f"expected an event object, got {_jtype(obj)}")
+    ev = _Event()
+    if "device_id" in obj:
+        device = obj["device_id"]
+        ev.device_id = (
+            device
+            if device is None or isinstance(device, str)
+            else _Bad(SCHEMA, f"device_id: expected a string, got {_jtype(device)}")
+        )
+    if "kind" in obj:
+        kind = obj["kind"]
+        ev.kind = (
+            kind if isinstance(kind, str) else _Bad(SCHEMA, f"kind: expected a string, got {_jtype(kind)}")
+        )
+    if "ts" in obj:
+        ev.ts = _coerce_ts(obj["ts"])
+    if "value" in obj:
+        ev.value = _coerce_number(obj["value"], "value")
+    for field in ("event_id", "unit"):
+        text = obj.get(field)
+        if text is not None and not isinstance(text, str):
+            text = (
+                _coerce_str_map(text, field)
+                if field == "unit" and isinstance(text, dict)
+                else _Bad(SCHEMA, f"{field}: expected a string, got {_jtype(text)}")
+            )
+        setattr(ev, field, text)
+    if obj.get("units") is not None:
+        ev.units = _coerce_str_map(obj["units"], "units")
+    attrs = obj.get("attrs")
+    if attrs is not None:
+        if not isinstance(attrs, dict):
+            ev.attrs = _Bad(SCHEMA, f"attrs: expected an object, got {_jtype(attrs)}")
+        elif (problem := _attrs_tree_problem(attrs)) is not None:
+            ev.attrs = _Bad(SCHEMA, problem)
+        else:
+            ev.attrs = msgspec.Raw(msgspec.json.encode(attrs))
+    values = obj.get("values")
+    if values is not None:
+        ev.values = (
+            {k: _coerce_number(v, f"values.{k}") for k, v in values.items()}
+            if isinstance(values, dict)
+            else _Bad(SCHEMA, f"values: expected an object, got {_jtype(values)}")
+        )
+    return ev
+
+
+def _generic_decode(payload: bytes) -> Any:
+    """Decode any JSON for the slow path; return a _Bad (bad_json) when it is not JSON at all.
+
+    msgspec first; stdlib json only to tell NaN/Infinity and out-of-range literals (which it
+    accepts) from malformed text, and only if what it produced is representable as JSON.
+    """
+    try:
+        return msgspec.json.decode(payload)
+    except RecursionError:
+        return _Bad(BAD_JSON, "payload: nested too deeply")
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        first = exc
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _Bad(BAD_JSON, f"payload: not valid UTF-8 (byte {exc.start})")
+    try:
+        tree = json.loads(text, parse_constant=_NonFinite)
+        msgspec.json.encode(tree, enc_hook=lambda _: None)
+    except (ValueError, RecursionError, TypeError, OverflowError):
+        return _Bad(BAD_JSON, f"payload: {first}")
+    return tree
+
+
+_Row = tuple[str, str, str, int, float, str | None, str | None, int]
+
+
+class _Run:
+    """State of one decode() call: output rows, per-call caches and the current message.
+
+    Events are collected as one tuple per event and split into columns once at the end,
+    which is cheaper than eight list appends per event.
+    """
+
+    __slots__ = (
+        "dead",
+        "expect",
+        "expect_from",
+        "index",
+        "known",
+        "max_age_s",
+        "max_payload",
+        "max_skew_s",
+        "message",
+        "ok_attrs",
+        "ok_devices",
+        "ok_kinds",
+        "ok_units",
+        "rows",
+        "too_far",
+        "too_old",
+    )
+
+    def __init__(self, limits: DecodeLimits, now_us: int) -> None:
+        self.rows: list[_Row] = []  # (device_id, event_id, kind, ts, value, unit, attrs, index)
+        self.dead: list[DeadLetter] = []
+        self.known = limits.known_devices
+        self.max_payload = limits.max_payload_bytes
+        self.max_age_s = limits.max_event_age_s
+        self.max_skew_s = limits.max_future_skew_s
+        # Floats, so that an infinite limit simply never triggers.
+        self.too_old = now_us - limits.max_event_age_s * 1e6
+        self.too_far = now_us + limits.max_future_skew_s * 1e6
+        # Per-call caches of strings already validated: devices, kinds, units and a station's
+        # attrs repeat a lot within a micro-batch.
+        self.ok_devices: set[str] = set()
+        self.ok_kinds: dict[str, bool] = {}  # kind -> is a camera detection
+        self.ok_units: set[str | None] = {None}
+        self.ok_attrs: set[str] = set()
+        self.message = RawMessage(b"", "")
+        self.index = 0
+        self.expect: str | None = None
+        self.expect_from = ""
+
+    def result(self) -> DecodeResult:
+        rows = self.rows
+        # One pass per column; zip(*rows) is several times slower on large batches.
+        device, event_id, kind, ts, value, unit, attrs, index = (
+            list(map(itemgetter(i), rows)) for i in range(8)
+        )
+        events = EventBatch(
+            device_id=device,
+            event_id=event_id,
+            kind=kind,
+            ts=np.array(ts, dtype=np.int64),
+            value=np.array(value, dtype=np.float64),
+            unit=unit,
+            attrs=attrs,
+        )
+        return DecodeResult(
+            events=events,
+            dead=self.dead,
+            message_index=np.array(index, dtype=np.int32),
+            rejected=dict(Counter(d.reason for d in self.dead)),
+        )
+
+    def reject(self, reason: str, where: str, detail: str) -> None:
+        message = self.message
+        payload = message.payload
+        self.dead.append(
+            DeadLetter(
+                source=message.source,
+                reason=reason,
+                raw=payload if type(payload) is bytes else bytes(payload),
+                detail=f"{where}.{detail}" if where else detail,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        )
+
+    def feed(self, index: int, message: RawMessage) -> None:
+        """Decode one message into rows and dead letters."""
+        self.message = message
+        self.index = index
+        n_rows, n_dead = len(self.rows), len(self.dead)
+        try:
+            payload = message.payload
+            if len(payload) > self.max_payload:
+                self.reject(
+                    TOO_LARGE,
+                    "",
+                    f"payload: {len(payload)} bytes, more than the {self.max_payload} allowed",
+                )
+                return
+            # The device the transport vouches for: the MQTT topic level or the Kafka key.
+            self.expect = None
+            source = message.source
+            if source == "mqtt":
+                topic = message.topic
+                if topic is not None and topic.startswith(MQTT_TOPIC_PREFIX):
+                    self.expect = topic[_PREFIX_LEN:]
+                    self.expect_from = "topic"
+            elif source == "kafka" and message.key:
+                self.expect = message.key.decode("utf-8", "replace")
+                self.expect_from = "key"
+            try:
+                top: Any = _MESSAGE_DECODER.decode(payload)
+            except _DECODE_ERRORS:
+                self._slow(payload)
+                return
+            if type(top) is list:
+                if not top:
+                    self.reject(SCHEMA, "", "payload: empty array")
+                element = self.element
+                for k, ev in enumerate(top):
+                    element(ev, f"[{k}]")
+            else:
+                self.element(top, "")
+        except Exception as exc:  # last resort: one message must never stop the stream
+            del self.rows[n_rows:]
+            del self.dead[n_dead:]
+            self.reject(SCHEMA, "", f"payload: could not be decoded ({type(exc).__name__})")
+
+    def _slow(self, payload: bytes) -> None:
+        tree = _generic_decode(payload)
+        if type(tree) is _Bad:
+            self.reject(tree.reason, "", tree.detail)
+        elif type(tree) is list:
+            if not tree:
+                self.reject(SCHEMA, "", "payload: empty array")
+            for k, obj in enumerate(tree):
+                self.element(_coerce(obj), f"[{k}]")
+        elif type(tree) is dict:
+            self.element(_coerce(tree), "")
+        else:
+            self.reject(SCHEMA, "", f"payload: expected an object or array, got {_jtype(tree)}")
+
+    def element(self, ev: _Event | _Bad, where: str) -> None:
+        """Validate one event object and add its event(s), or reject it.
+
+        The common case runs top to bottom on cached set lookups; each ``if`` falls into
+        the precise (slower) explanation only when something is off.
+        """
+        if type(ev) is _Bad:
+            self.reject(ev.reason, "", f"{where or 'payload'}: {ev.detail}")
+            return
+        device = ev.device_id
+        if device is None:
+            device = self.expect
+            if device is None:
+                self.reject(SCHEMA, where, "device_id: missing")
+                return
+        if device not in self.ok_devices:
+            problem = _device_problem(device)
+            if problem is not None:
+                if ev.device_id is None:
+                    problem.detail += f" (taken from the {self.expect_from})"
+                self.reject(problem.reason, where, problem.detail)
+                return
+            self.ok_devices.add(device)
+        if self.expect is not None and device != self.expect:
+            self.reject(
+                TOPIC_MISMATCH,
+                where,
+                f"device_id: {_show(device)} does not match the {self.expect_from} ({_show(self.expect)})",
+            )
+            return
+        if self.known is not None and device not in self.known:
+            self.reject(UNKNOWN_DEVICE, where, f"device_id: {_show(device)} is not registered")
+            return
+
+        ts = ev.ts
+        if type(ts) is datetime:
+            offset = _TZ_OFFSET_US.get(ts.tzinfo)
+            if offset is None:
+                offset = _offset_us(ts)
+            ts_us = (
+                ((ts.toordinal() - _EPOCH_ORDINAL) * 86400 + ts.hour * 3600 + ts.minute * 60 + ts.second)
+                * 1_000_000
+                + ts.microsecond
+                - offset
+            )
+        else:
+            ts_us = self._epoch_ts(ts, where)
+            if ts_us is None:
+                return
+        if ts_us < self.too_old or ts_us > self.too_far:
+            self._reject_age(ts_us, ts, where)
+            return
+
+        attrs: Any = ev.attrs
+        if attrs is _NULL_RAW:
+            attrs = None
+        else:
+            attrs = _attrs_text(attrs, self.ok_attrs)
+            if type(attrs) is _Bad:
+                self.reject(attrs.reason, where, attrs.detail)
+                return
+        if ev.values is not None:
+            self._multi(ev, device, ts_us, attrs, where)
+            return
+
+        kind = ev.kind
+        camera = self.ok_kinds.get(kind)  # type: ignore[arg-type]
+        if camera is None:
+            problem = _kind_problem(kind)
+            if problem is not None:
+                self.reject(problem.reason, where, problem.detail)
+                return
+            camera = self.ok_kinds[kind] = kind.startswith(_CAMERA_PREFIX)  # type: ignore[union-attr]
+        value = ev.value
+        if type(value) is not float or value - value != 0.0:
+            problem = _value_problem(value, "value")
+            self.reject(problem.reason, where, problem.detail)
+            return
+        if camera and not 0.0 <= value <= 1.0:
+            self.reject(SCHEMA, where, f"value: camera confidence {value:g} is outside 0..1")
+            return
+        event_id = ev.event_id
+        if event_id is None:
+            event_id = derive_event_id(device, kind, ts_us)  # type: ignore[arg-type]
+        elif (problem := _text_problem(event_id, "event_id", 1, MAX_ID_CHARS)) is not None:
+            self.reject(problem.reason, where, problem.detail)
+            return
+        unit = ev.unit
+        if type(unit) is dict:
+            self.reject(SCHEMA, where, "unit: expected a string, got object")
+            return
+        if unit not in self.ok_units:
+            if (problem := _text_problem(unit, "unit", 0, MAX_UNIT_CHARS)) is not None:
+                self.reject(problem.reason, where, problem.detail)
+                return
+            self.ok_units.add(unit)
+        if ev.units is not None:
+            self.reject(SCHEMA, where, "units: only allowed with values")
+            return
+        self.rows.append((device, event_id, kind, ts_us, value, unit, attrs, self.index))  # type: ignore[arg-type]
+
+    def _epoch_ts(self, ts: Any, where: str) -> int | None:
+        if type(ts) is int:
+            ts_us = ts * 1000
+        elif type(ts) is float:
+            if not math.isfinite(ts):
+                self.reject(BAD_TIMESTAMP, where, f"ts: {ts!r} is not a finite number")
+                return None
+            ts_us = round(ts * 1000)
+        elif type(ts) is _Bad:
+            self.reject(ts.reason, where, ts.detail)
+            return None
+        else:
+            self.reject(SCHEMA, where, "ts: missing")
+            return None
+        if not _MIN_US <= ts_us <= _MAX_US:
+            self.reject(BAD_TIMESTAMP, where, f"ts: {_show(ts)} ms is outside years 1-9999")
+            return None
+        return ts_us
+
+    def _reject_age(self, ts_us: int, ts: Any, where: str) -> None:
+        if ts_us < self.too_old:
+            hint = ""
+            if type(ts) is not datetime and abs(ts) < 1e11:
+                hint = " (epoch seconds? ts must be in milliseconds)"
+            self.reject(TOO_OLD, where, f"ts: {_iso(ts_us)} is older than {_span(self.max_age_s)}{hint}")
+        else:
+            self.reject(
+                TOO_FAR_FUTURE,
+                where,
+                f"ts: {_iso(ts_us)} is more than {_span(self.max_skew_s)} ahead",
+            )
+
+    def _multi(self, ev: _Event, device: str, ts_us: int, attrs: str | None, where: str) -> None:
+        """The multi-reading form: one event per entry of ``values``, each judged on its own."""
+        values = ev.values
+        if type(values) is _Bad:
+            self.reject(values.reason, where, values.detail)
+            return
+        if ev.kind is not msgspec.UNSET or ev.value is not msgspec.UNSET:
+            self.reject(SCHEMA, where, "values: cannot be combined with kind or value")
+            return
+        if ev.event_id is not None:
+            self.reject(SCHEMA, where, "event_id: not allowed with values (ids derive per kind)")
+            return
+        if not values:
+            self.reject(SCHEMA, where, "values: empty")
+            return
+        units = self._units(ev, values, where)
+        if units is None:
+            return
+        default_unit, unit_of = units
+        for kind, value in values.items():
+            field = f"values.{kind}"
+            camera = self.ok_kinds.get(kind)
+            if camera is None:
+                problem = _kind_problem(kind, "values")
+                if problem is not None:
+                    self.reject(problem.reason, where, problem.detail)
+                    continue
+                camera = self.ok_kinds[kind] = kind.startswith(_CAMERA_PREFIX)
+            if type(value) is not float or value - value != 0.0:
+                problem = _value_problem(value, field)
+                self.reject(problem.reason, where, problem.detail)
+                continue
+            if camera and not 0.0 <= value <= 1.0:
+                self.reject(SCHEMA, where, f"{field}: camera confidence {value:g} is outside 0..1")
+                continue
+            self.rows.append(
+                (
+                    device,
+                    derive_event_id(device, kind, ts_us),
+                    kind,
+                    ts_us,
+                    value,
+                    unit_of.get(kind, default_unit),
+                    attrs,
+                    self.index,
+                )
+            )
+
+    def _units(
+        self, ev: _Event, values: dict[str, Any], where: str
+    ) -> tuple[str | None, dict[str, str]] | None:
+        """(unit for every reading, unit per kind) of a multi-reading object, or None if rejected.
+
+        ``unit`` may be one string for all readings or an object like ``units``; giving both
+        as objects is ambiguous.
+        """
+        unit: Any = ev.unit
+        units: Any = ev.units
+        if isinstance(unit, dict):
+            if units is not None:
+                self.reject(SCHEMA, where, "units: give per-kind units in unit or units, not both")
+                return None
+            unit, units = None, unit
+        problem = _units_problem(unit, units, values)
+        if problem is not None:
+            self.reject(problem.reason, where, problem.detail)
+            return None
+        return unit, units or {}
+
+
+def _units_problem(unit: Any, units: Any, values: dict[str, Any]) -> _Bad | None:
+    if unit is not None and (problem := _text_problem(unit, "unit", 0, MAX_UNIT_CHARS)):
+        return problem
+    if units is None:
+        return None
+    if type(units) is _Bad:
+        return units
+    for kind, text in units.items():
+        if kind not in values:
+            return _Bad(SCHEMA, f"units: {_show(kind)} has no reading in values")
+        if problem := _text_problem(text, f"units.{kind}", 0, MAX_UNIT_CHARS):
+            return problem
+    return None
+
+
+_TZ_OFFSET_US: dict[Any, int] = {}
+
+
+def _offset_us(ts: datetime) -> int:
+    """UTC offset of an aware datetime in µs, cached per tzinfo (msgspec reuses tz objects)."""
+    offset = ts.utcoffset()
+    us = 0 if offset is None else offset // timedelta(microseconds=1)
+    if len(_TZ_OFFSET_US) < 4096:
+        _TZ_OFFSET_US[ts.tzinfo] = us
+    return us

@@ -1,0 +1,96 @@
+"""The rule engine inside each batch's transaction: evaluate new events, persist state, record alerts.
+
+Only events stored for the first time are evaluated (a replay was evaluated when it was
+first stored). The engine's state changes are written to ``rule_state`` and its transitions
+handed to the alert sink in the same transaction, and applied to the in-memory engine only
+after that transaction committed — so a crash or a failed transaction neither loses a
+pending ``for`` timer nor fires twice. Empty tick batches run the absence timer.
+
+Rule and device changes (file reload, API) are queued and applied at the start of the next
+batch, because the engine must not change between an evaluation and its commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import asyncpg
+import numpy as np
+
+from ioc.metrics import Metrics
+from ioc.rules import DeviceMeta, Rule, RuleBatch, RuleEngine, Transition
+from ioc.storage.batch import EventBatch
+from ioc.storage.rules import delete_states, save_states
+
+log = logging.getLogger(__name__)
+
+PostCommit = Callable[[], None]
+
+
+class AlertSink(Protocol):
+    async def record(
+        self, conn: asyncpg.Connection, transitions: Sequence[Transition], received_at: float
+    ) -> PostCommit | None: ...
+
+
+class RuleProcessor:
+    def __init__(self, engine: RuleEngine, metrics: Metrics, sink: AlertSink | None = None) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.sink = sink
+        self._pending_rules: tuple[Rule, ...] | None = None
+        self._pending_devices: list[DeviceMeta] = []
+
+    def replace_rules(self, rules: Sequence[Rule]) -> None:
+        """Use ``rules`` from the next batch on (state of unchanged rules is kept)."""
+        self._pending_rules = tuple(rules)
+
+    def upsert_devices(self, devices: Sequence[DeviceMeta]) -> None:
+        self._pending_devices.extend(devices)
+
+    async def _apply_pending(self, conn: asyncpg.Connection) -> None:
+        if self._pending_devices:
+            self.engine.upsert_devices(self._pending_devices)
+            self._pending_devices = []
+        if self._pending_rules is not None:
+            rules, self._pending_rules = self._pending_rules, None
+            dropped = self.engine.set_rules(rules)
+            await delete_states(conn, dropped)
+            log.info("rule engine now has %d rules (%d enabled); state reset for %s",
+                     len(rules), sum(r.enabled for r in rules), dropped or "none")
+
+    async def process(
+        self, conn: asyncpg.Connection, events: EventBatch, new_mask: np.ndarray,
+        received_at: float,
+    ) -> PostCommit | None:
+        await self._apply_pending(conn)
+        started = time.perf_counter()
+        if len(events) == 0:
+            ev = self.engine.check_absent(time.time_ns() // 1000)
+        else:
+            if new_mask.all():
+                batch = RuleBatch(events.device_id, events.kind, events.ts, events.value)
+            elif new_mask.any():
+                idx = np.flatnonzero(new_mask)
+                batch = RuleBatch(np.asarray(events.device_id, dtype=object)[idx],
+                                  np.asarray(events.kind, dtype=object)[idx],
+                                  events.ts[idx], events.value[idx])
+            else:
+                return None
+            ev = self.engine.evaluate(batch)
+            self.metrics.rule_eval_seconds.observe(time.perf_counter() - started)
+        await save_states(conn, ev.state_rows())
+        after_sink = None
+        if ev.transitions and self.sink is not None:
+            after_sink = await self.sink.record(conn, ev.transitions, received_at)
+        engine = self.engine
+
+        def after_commit() -> None:
+            engine.commit(ev)
+            if after_sink is not None:
+                after_sink()
+
+        return after_commit

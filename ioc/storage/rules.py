@@ -1,0 +1,145 @@
+"""The rules table (file rules and API rules, versioned) and rule_state persistence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    id: str
+    definition: dict[str, Any]
+    version: int
+    source: str
+    updated_at: Any
+    updated_by: str | None
+
+
+def _stored(row: asyncpg.Record) -> StoredRule:
+    return StoredRule(row["id"], json.loads(row["definition"]), row["version"], row["source"],
+                      row["updated_at"], row["updated_by"])
+
+
+async def list_rules(conn: asyncpg.Connection) -> list[StoredRule]:
+    rows = await conn.fetch("SELECT id, definition::text AS definition, version, source, "
+                            "updated_at, updated_by FROM rules ORDER BY id")
+    return [_stored(r) for r in rows]
+
+
+async def get_rule(conn: asyncpg.Connection, rule_id: str) -> StoredRule | None:
+    row = await conn.fetchrow("SELECT id, definition::text AS definition, version, source, "
+                              "updated_at, updated_by FROM rules WHERE id = $1", rule_id)
+    return _stored(row) if row else None
+
+
+async def put_rule(conn: asyncpg.Connection, definition: dict[str, Any], *, source: str,
+                   actor: str | None) -> StoredRule:
+    """Create or update one rule and record the new version (call inside a transaction)."""
+    text = json.dumps(definition, ensure_ascii=False, sort_keys=True)
+    row = await conn.fetchrow(
+        """
+        INSERT INTO rules (id, definition, version, source, updated_at, updated_by)
+        VALUES ($1, $2::jsonb, 1, $3, now(), $4)
+        ON CONFLICT (id) DO UPDATE SET definition = EXCLUDED.definition,
+            version = rules.version + 1, source = EXCLUDED.source,
+            updated_at = now(), updated_by = EXCLUDED.updated_by
+        RETURNING id, definition::text AS definition, version, source, updated_at, updated_by,
+                  (xmax = 0) AS created
+        """,
+        definition["id"], text, source, actor,
+    )
+    await conn.execute(
+        "INSERT INTO rule_versions (rule_id, version, action, definition, changed_by)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5)",
+        row["id"], row["version"], "create" if row["created"] else "update", text, actor,
+    )
+    return _stored(row)
+
+
+async def delete_rule(conn: asyncpg.Connection, rule_id: str, *, actor: str | None) -> bool:
+    row = await conn.fetchrow("DELETE FROM rules WHERE id = $1 RETURNING version", rule_id)
+    if row is None:
+        return False
+    await conn.execute(
+        "INSERT INTO rule_versions (rule_id, version, action, changed_by) VALUES ($1, $2, 'delete', $3)",
+        rule_id, row["version"] + 1, actor,
+    )
+    await delete_states(conn, [rule_id])
+    return True
+
+
+async def sync_file_rules(conn: asyncpg.Connection, definitions: Sequence[dict[str, Any]]) -> list[str]:
+    """Make the table hold the rule file: add and update its rules, delete file rules it dropped.
+
+    A rule last changed through the API keeps the API's version until the file changes it
+    again. Returns the ids that changed. Call inside a transaction.
+    """
+    current = {r.id: r for r in await list_rules(conn)}
+    changed: list[str] = []
+    wanted = {d["id"] for d in definitions}
+    for d in definitions:
+        old = current.get(d["id"])
+        if old is None or (old.source == "file" and old.definition != d):
+            await put_rule(conn, d, source="file", actor="rules-file")
+            changed.append(d["id"])
+    for rule_id, old in current.items():
+        if old.source == "file" and rule_id not in wanted:
+            await delete_rule(conn, rule_id, actor="rules-file")
+            changed.append(rule_id)
+    return changed
+
+
+async def rule_history(conn: asyncpg.Connection, rule_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT version, action, definition::text AS definition, changed_by, changed_at"
+        " FROM rule_versions WHERE rule_id = $1 ORDER BY version", rule_id)
+
+
+# ---- rule_state ------------------------------------------------------------------------
+
+async def save_states(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Upsert (rule_id, device_id, state_json) rows in the batch's transaction."""
+    if not rows:
+        return
+    rule_ids, device_ids, states = zip(*rows, strict=True)
+    await conn.execute(
+        """
+        INSERT INTO rule_state (rule_id, device_id, state, updated_at)
+        SELECT r, d, s::jsonb, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS t(r, d, s)
+        ON CONFLICT (rule_id, device_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+        """,
+        list(rule_ids), list(device_ids), list(states),
+    )
+
+
+async def load_states(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    rows = await conn.fetch("SELECT rule_id, device_id, state::text AS state FROM rule_state")
+    return [(r["rule_id"], r["device_id"], r["state"]) for r in rows]
+
+
+async def delete_states(conn: asyncpg.Connection, rule_ids: Sequence[str]) -> None:
+    if rule_ids:
+        await conn.execute("DELETE FROM rule_state WHERE rule_id = ANY($1::text[])", list(rule_ids))
+
+
+async def latest_ts(conn: asyncpg.Connection, window_s: float) -> list[tuple[str, str, int]]:
+    """(device_id, kind, newest ts in µs) over the recent window, to restore engine clocks.
+
+    Clocks are derived from the stored events instead of being written with every batch:
+    that would cost an upsert per device per batch.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT device_id, kind,
+               (extract(epoch FROM max(ts)) * 1000000)::bigint AS ts_us
+        FROM events WHERE ts > now() - make_interval(secs => $1)
+        GROUP BY device_id, kind
+        """,
+        window_s,
+    )
+    return [(r["device_id"], r["kind"], int(r["ts_us"])) for r in rows]

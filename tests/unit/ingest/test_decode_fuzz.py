@@ -1,0 +1,240 @@
+"""Property tests: the decoder never raises, accounts for every message, and is exact on valid input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ioc.ingest.decode import (
+    EVENT_ID_NAMESPACE,
+    MQTT_TOPIC_PREFIX,
+    REASONS,
+    DecodeLimits,
+    DecodeResult,
+    RawMessage,
+    decode,
+)
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone(timedelta(hours=7)))
+NOW_US = int(NOW.timestamp()) * 1_000_000
+LIMITS = DecodeLimits(max_event_age_s=30 * 86400, max_future_skew_s=3600)
+DEVICES = ["hg-vt-wl-001", "hg-nb-rain-002", "hg-lm-sal-003", "hg-ph-cam-004", "vi.thanh:07"]
+KINDS = ["water_level", "rainfall", "salinity", "pm25", "camera.fire", "camera.crowd"]
+PROFILE = settings(
+    max_examples=int(os.environ.get("DECODE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def check_invariants(messages: list[RawMessage], result: DecodeResult) -> None:
+    """What must hold for any input: accounting, column shapes and storable values."""
+    events = result.events
+    n = len(events)
+    assert len(events.event_id) == len(events.kind) == len(events.unit) == len(events.attrs) == n
+    assert events.ts.shape == events.value.shape == result.message_index.shape == (n,)
+    assert str(result.message_index.dtype) == "int32"
+    index = result.message_index.tolist()
+    assert index == sorted(index)
+    assert all(0 <= i < len(messages) for i in index)
+    dead_offsets = {d.offset for d in result.dead}
+    for i, message in enumerate(messages):
+        assert i in dead_offsets or i in index, f"message {i} vanished: {message.payload!r}"
+    for d in result.dead:
+        assert d.reason in REASONS
+        assert d.detail and "\n" not in d.detail and len(d.detail) < 200, d.detail
+        assert "could not be decoded" not in d.detail, d.detail  # the last-resort guard fired
+        assert d.raw == messages[d.offset].payload
+        assert d.source == messages[d.offset].source
+    assert sum(result.rejected.values()) == len(result.dead)
+    assert all(math.isfinite(v) for v in events.value.tolist())
+    assert all(
+        NOW_US - LIMITS.max_event_age_s * 1e6 <= t <= NOW_US + LIMITS.max_future_skew_s * 1e6
+        for t in events.ts.tolist()
+    )
+    for device, event_id, kind, unit, attrs in zip(
+        events.device_id, events.event_id, events.kind, events.unit, events.attrs, strict=True
+    ):
+        assert 1 <= len(device) <= 128 and 1 <= len(event_id) <= 128 and 1 <= len(kind) <= 64
+        assert unit is None or len(unit) <= 32
+        if attrs is not None:
+            assert "\\u0000" not in attrs
+            assert isinstance(msgspec.json.decode(attrs), dict)
+
+
+def as_messages(payloads: list[bytes], source: str = "http") -> list[RawMessage]:
+    return [RawMessage(p, source, offset=i) for i, p in enumerate(payloads)]
+
+
+@PROFILE
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=8))
+def test_arbitrary_bytes_never_raise(payloads: list[bytes]) -> None:
+    messages = as_messages(payloads)
+    check_invariants(messages, decode(messages, LIMITS, now_us=NOW_US))
+
+
+# ---- near-valid JSON -------------------------------------------------------------------------
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["", "\x00", "2026-11-23T07:00:00", "Vị Thanh", "m³/s", "\ud800"]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+timestamps = st.one_of(
+    st.datetimes(
+        min_value=datetime(2026, 10, 20),
+        max_value=datetime(2026, 11, 23, 3),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-3, minutes=-30))]
+        ),
+    ).map(lambda d: d.isoformat()),
+    st.integers(min_value=NOW_US // 1000 - 40 * 86400_000, max_value=NOW_US // 1000 + 7200_000),
+    st.floats(min_value=NOW_US / 1000 - 20 * 86400e3, max_value=NOW_US / 1000),
+)
+
+
+@st.composite
+def near_valid_event(draw: st.DrawFn) -> Any:
+    body: dict[str, Any] = {
+        "device_id": draw(st.sampled_from(DEVICES)),
+        "ts": draw(timestamps),
+        "attrs": {"station": draw(st.sampled_from(["Cầu Cái Nhúc", "Chợ Ngã Bảy", "Long Mỹ"]))},
+    }
+    if draw(st.booleans()):
+        body["kind"] = draw(st.sampled_from(KINDS))
+        body["value"] = draw(st.floats(min_value=0, max_value=1) | json_scalars)
+        body["unit"] = draw(st.sampled_from(["m", "mm", "g/l"]))
+        body["event_id"] = draw(st.none() | st.text(min_size=1, max_size=20))
+    else:
+        body["values"] = draw(st.dictionaries(st.sampled_from(KINDS), st.floats(0, 1), max_size=3))
+        body["units"] = {k: "u" for k in body["values"] if draw(st.booleans())}
+    fields = [*body, "kind", "value", "values", "value", "zzz"]
+    for field in draw(st.lists(st.sampled_from(fields), max_size=2)):
+        if draw(st.booleans()):
+            body.pop(field, None)
+        else:
+            body[field] = draw(json_values)
+    return body
+
+
+@st.composite
+def near_valid_payload(draw: st.DrawFn) -> bytes:
+    shape = draw(st.sampled_from(["one", "array", "junk"]))
+    doc: Any
+    if shape == "one":
+        doc = draw(near_valid_event())
+    elif shape == "array":
+        doc = draw(st.lists(near_valid_event() | json_values, max_size=4))
+    else:
+        doc = draw(json_values)
+    text = json.dumps(doc, ensure_ascii=draw(st.booleans()), allow_nan=True)
+    data = text.encode("utf-8", "surrogatepass")
+    mutation = draw(st.sampled_from(["none"] * 4 + ["truncate", "flip", "insert"]))
+    if data and mutation == "truncate":
+        data = data[: draw(st.integers(0, len(data) - 1))]
+    elif data and mutation == "flip":
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
+    elif mutation == "insert":
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.sampled_from([b"NaN", b"1e999", b"]", b"\\u0000", b"\xc3"])) + data[at:]
+    return data
+
+
+transports = st.one_of(
+    st.just(("http", None, None)),
+    st.just(("http", None, None)),
+    st.tuples(
+        st.just("mqtt"),
+        st.sampled_from(
+            [f"{MQTT_TOPIC_PREFIX}{d}" for d in DEVICES] + ["ioc/v1/events/", "ioc/v1/events/a/b", "x/y"]
+        ),
+        st.none(),
+    ),
+    st.tuples(
+        st.just("kafka"),
+        st.just("ioc.events"),
+        st.none() | st.sampled_from([d.encode() for d in DEVICES]) | st.binary(max_size=4),
+    ),
+)
+
+
+@PROFILE
+@given(st.lists(st.tuples(near_valid_payload(), transports), min_size=1, max_size=6), st.booleans())
+def test_near_valid_json_never_raises(
+    items: list[tuple[bytes, tuple[str, str | None, bytes | None]]], registry: bool
+) -> None:
+    messages = [
+        RawMessage(payload, source, topic=topic, offset=i, key=key)
+        for i, (payload, (source, topic, key)) in enumerate(items)
+    ]
+    limits = LIMITS
+    if registry:
+        limits = DecodeLimits(
+            limits.max_payload_bytes, limits.max_event_age_s, limits.max_future_skew_s, frozenset(DEVICES[:3])
+        )
+    check_invariants(messages, decode(messages, limits, now_us=NOW_US))
+
+
+# ---- valid input is decoded exactly ----------------------------------------------------------
+
+device_ids = st.from_regex(r"[A-Za-z0-9._:-]{1,128}", fullmatch=True)
+kinds = st.from_regex(r"[a-z0-9._-]{1,64}", fullmatch=True).filter(lambda k: not k.startswith("camera."))
+offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@PROFILE
+@given(
+    st.lists(
+        st.tuples(
+            device_ids,
+            kinds,
+            st.datetimes(min_value=datetime(2026, 11, 1), max_value=datetime(2026, 11, 23, 1)),
+            offsets,
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_valid_events_round_trip_exactly(
+    specs: list[tuple[str, str, datetime, timezone, float, bool]], as_array: bool
+) -> None:
+    bodies, expected = [], []
+    for device, kind, when, tz, value, epoch in specs:
+        ts_utc = when.replace(tzinfo=UTC)
+        ts_us = (ts_utc - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        if epoch:
+            ts_us -= ts_us % 1000
+            ts: Any = ts_us // 1000
+        else:
+            ts = ts_utc.astimezone(tz).isoformat()
+        bodies.append({"device_id": device, "kind": kind, "ts": ts, "value": value})
+        event_id = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{device}|{kind}|{ts_us}"))
+        expected.append((device, event_id, kind, ts_us, value))
+    payloads = [msgspec.json.encode(bodies)] if as_array else [msgspec.json.encode(b) for b in bodies]
+    messages = as_messages(payloads)
+    result = decode(messages, LIMITS, now_us=NOW_US)
+    check_invariants(messages, result)
+    assert result.dead == []
+    e = result.events
+    got = list(zip(e.device_id, e.event_id, e.kind, e.ts.tolist(), e.value.tolist(), strict=True))
+    assert got == expected
