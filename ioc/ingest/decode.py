@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -78,9 +78,12 @@ _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(slots=True, frozen=True)
-class RawMessage:
-    """One transport message as received, before any parsing."""
+class RawMessage(NamedTuple):
+    """One transport message as received, before any parsing.
+
+    A NamedTuple rather than a frozen dataclass: sources build one per message, and a tuple
+    is four times cheaper to make.
+    """
 
     payload: bytes
     source: str  # "mqtt" | "kafka" | "http"

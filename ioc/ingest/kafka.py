@@ -116,11 +116,9 @@ class KafkaSource:
             for tp, records in data.items():
                 if not records:
                     continue
-                messages = [
-                    RawMessage(payload=r.value or b"", source="kafka", topic=tp.topic,
-                               partition=tp.partition, offset=r.offset, key=r.key)
-                    for r in records
-                ]
+                topic, partition = tp.topic, tp.partition
+                messages = [RawMessage(r.value or b"", "kafka", topic, partition, r.offset, r.key)
+                            for r in records]
                 last = records[-1].offset + 1
                 await self.pipeline.submit(
                     messages, lambda _r, tp=tp, last=last: self._mark_committable(tp, last))

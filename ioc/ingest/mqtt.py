@@ -165,7 +165,7 @@ class MqttSource:
             items = [buf.popleft() for _ in range(len(buf))]
             if not items or self._stopping:
                 continue
-            messages = [RawMessage(payload=p, source="mqtt", topic=t) for p, t, _, _, _ in items]
+            messages = [RawMessage(p, "mqtt", t) for p, t, _, _, _ in items]
             acks = [(mid, epoch) for _, _, mid, qos, epoch in items if qos > 0]
             await self.pipeline.submit(messages, lambda _r, acks=acks: self._ack(acks))
 

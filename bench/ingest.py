@@ -1,0 +1,239 @@
+"""Sustained ingestion: Kafka → stored and MQTT → stored, each beside its ceiling, same run.
+
+    .venv/bin/python bench/ingest.py [--kafka-events 1000000] [--mqtt-events 200000]
+
+Kafka: a backlog of simulated Hậu Giang events is produced to tansu, then `ioc run` (a real
+child process) drains it into PostgreSQL; events/s = events / time from the group join to the
+last commit. Ceilings, same server, same rows: bare COPY into a table without constraints and
+the naive idempotent write (COPY to staging + INSERT ... ON CONFLICT). RSS of the service is
+sampled while it drains (it should stay flat: the pipeline is bounded).
+
+MQTT: a backlog is queued by mosquitto for a persistent session (config/mosquitto.conf
+tuning), then drained by (a) a bare paho subscriber that acks each message at once — the
+ceiling — and (b) `ioc run` with the same client id, acking after commit.
+
+Writes bench/results/ingest.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import paho.mqtt.client as mqtt
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.common import bare_copy_rate, naive_idempotent_rate, write_result
+from ioc.devices import load_devices_file
+from ioc.embedded.kafka import EmbeddedKafka
+from ioc.embedded.mosquitto import EmbeddedMosquitto
+from ioc.embedded.postgres import EmbeddedPostgres
+from ioc.ingest.decode import DecodeLimits, RawMessage, decode
+from ioc.simulator.fleet import synthesize
+from ioc.simulator.stream import generate_payloads
+from ioc.storage.migrations import migrate
+from ioc.storage.pool import connect, use_microsecond_timestamps
+from tests.support.publish import kafka_create_topic, kafka_produce
+from tests.support.service import ServiceProcess, http
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def payloads(n: int, seed: int) -> list[tuple[str, bytes]]:
+    devices = load_devices_file(REPO / "config" / "devices.yaml")
+    devices = [d for d in devices if d.kind != "camera"]
+    devices += synthesize(1900, taken=[d.id for d in devices])
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=6)
+    return generate_payloads(devices, n, start, step_s=10, seed=seed)
+
+
+def stored_total(url: str) -> float:
+    status, body = http("GET", f"{url}/metrics", timeout=5)
+    m = re.search(r"^ioc_events_stored_total (\S+)$", body, re.M) if status == 200 else None
+    return float(m.group(1)) if m else 0.0
+
+
+def drain(svc: ServiceProcess, target: int, timeout: float = 900) -> dict:
+    """Wait until the service stored ``target`` events; rate from first to last progress."""
+    proc = psutil.Process(svc.pid)
+    start = time.monotonic()
+    samples: list[tuple[float, float, int]] = []
+    first_at = None
+    while time.monotonic() - start < timeout:
+        n = stored_total(svc.url)
+        now = time.monotonic()
+        samples.append((now - start, n, proc.memory_info().rss))
+        if n > 0 and first_at is None:
+            first_at = now
+        if n >= target:
+            break
+        time.sleep(0.25)
+    end = samples[-1][0] + start
+    seconds = end - (first_at or start)
+    rss = [s[2] for s in samples if s[1] > 0] or [samples[-1][2]]
+    return {"events": int(samples[-1][1]), "seconds": round(seconds, 2),
+            "events_per_s": round(samples[-1][1] / seconds) if seconds else 0,
+            "rss_mb": {"first": round(rss[0] / 2**20), "max": round(max(rss) / 2**20),
+                       "last": round(rss[-1] / 2**20)}}
+
+
+async def ceilings(dsn: str, items: list[tuple[str, bytes]], batch: int) -> dict:
+    msgs = [RawMessage(p, "kafka", key=d.encode()) for d, p in items]
+    batches = [decode(msgs[i:i + batch], DecodeLimits(max_event_age_s=10 * 86400)).events
+               for i in range(0, len(msgs), batch)]
+    conn = await connect(dsn)
+    try:
+        await use_microsecond_timestamps(conn)
+        return {"bare_copy": round(await bare_copy_rate(conn, batches)),
+                "naive_idempotent": round(await naive_idempotent_rate(conn, batches))}
+    finally:
+        await conn.close()
+
+
+def bench_kafka(pg: EmbeddedPostgres, n: int, tmp: Path) -> dict:
+    items = payloads(n, seed=1)
+    with EmbeddedKafka() as kafka:
+        topic = "ioc.bench"
+        asyncio.run(kafka_create_topic(kafka.bootstrap, topic, partitions=4))
+        t = time.monotonic()
+        asyncio.run(kafka_produce(kafka.bootstrap, topic, items))
+        produce_s = time.monotonic() - t
+        dsn = pg.create_database("bench_kafka")
+        svc = ServiceProcess(tmp, {"IOC_DATABASE_URL": dsn, "IOC_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                                   "IOC_KAFKA_TOPIC": topic, "IOC_KAFKA_GROUP": "bench",
+                                   "IOC_BATCH_MAX": "20000", "IOC_LOG_LEVEL": "WARNING"})
+        svc.start()
+        try:
+            result = drain(svc, n)
+        finally:
+            svc.stop()
+    result["produce_events_per_s"] = round(n / produce_s)
+    return result
+
+
+def mosquitto_backlog(broker: EmbeddedMosquitto, client_id: str, items) -> None:
+    """Register a persistent session, then queue ``items`` for it with mosquitto_pub."""
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    c.subscribe("ioc/v1/events/#", qos=1)
+    c.loop(1)
+    c.disconnect()
+    by_device: dict[str, list[bytes]] = {}
+    for device, payload in items:
+        by_device.setdefault(device, []).append(payload)
+    with tempfile.TemporaryDirectory() as d:
+        procs = []
+        for i, (device, lines) in enumerate(by_device.items()):
+            path = Path(d) / f"{i}.txt"
+            path.write_bytes(b"\n".join(lines) + b"\n")
+            procs.append(subprocess.Popen(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                 "-t", f"ioc/v1/events/{device}", "-l"], stdin=path.open("rb")))
+            if len(procs) >= 16:
+                procs.pop(0).wait()
+        for p in procs:
+            p.wait()
+
+
+def bare_subscriber(broker: EmbeddedMosquitto, client_id: str, n: int) -> float:
+    """The ceiling: paho with manual acks, acking each message as it arrives."""
+    got = 0
+    first = last = 0.0
+    done = threading.Event()
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=mqtt.MQTTv5, manual_ack=True)
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal got, first, last
+        got += 1
+        if got == 1:
+            first = time.monotonic()
+        last = time.monotonic()
+        client.ack(msg.mid, msg.qos)
+        if got >= n:
+            done.set()
+
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 20000
+    c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+    return got / (last - first)
+
+
+def bench_mqtt(pg: EmbeddedPostgres, n: int, tmp: Path) -> dict:
+    items = payloads(n, seed=2)
+    with EmbeddedMosquitto() as broker:
+        mosquitto_backlog(broker, "bench-bare", items)
+        bare = bare_subscriber(broker, "bench-bare", n)
+        mosquitto_backlog(broker, "bench-ioc", items)
+        dsn = pg.create_database("bench_mqtt")
+        svc = ServiceProcess(tmp, {"IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": broker.url,
+                                   "IOC_MQTT_CLIENT_ID": "bench-ioc", "IOC_LOG_LEVEL": "WARNING"})
+        svc.start()
+        try:
+            result = drain(svc, n)
+        finally:
+            svc.stop()
+    result["bare_subscriber_events_per_s"] = round(bare)
+    result["vs_bare_subscriber"] = round(result["events_per_s"] / bare, 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kafka-events", type=int, default=1_000_000)
+    parser.add_argument("--mqtt-events", type=int, default=200_000)
+    parser.add_argument("--skip-mqtt", action="store_true")
+    parser.add_argument("--skip-kafka", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
+    result: dict = {}
+    with EmbeddedPostgres() as pg:
+        dsn = pg.create_database("bench_ceiling")
+        conn_dsn = dsn
+
+        async def prepare() -> None:
+            conn = await connect(conn_dsn)
+            await migrate(conn, timescaledb="off")
+            await conn.close()
+
+        asyncio.run(prepare())
+        if not args.skip_kafka:
+            result["kafka"] = bench_kafka(pg, args.kafka_events, tmp)
+            ceiling_items = payloads(min(args.kafka_events, 500_000), seed=1)
+            result["kafka"]["ceilings"] = asyncio.run(ceilings(dsn, ceiling_items, 20000))
+            result["kafka"]["vs_bare_copy"] = round(
+                result["kafka"]["events_per_s"] / result["kafka"]["ceilings"]["bare_copy"], 3)
+        if not args.skip_mqtt:
+            result["mqtt"] = bench_mqtt(pg, args.mqtt_events, tmp)
+    path = write_result("ingest", {"goals": {"kafka": ">= 0.5x bare COPY",
+                                             "mqtt": ">= 0.8x bare paho subscriber",
+                                             "rss": "flat while draining 1M"}, **result})
+    for name, r in result.items():
+        print(f"{name}: {r}")
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
