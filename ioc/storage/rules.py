@@ -143,3 +143,24 @@ async def latest_ts(conn: asyncpg.Connection, window_s: float) -> list[tuple[str
         window_s,
     )
     return [(r["device_id"], r["kind"], int(r["ts_us"])) for r in rows]
+
+
+async def history_for_backtest(
+    conn: asyncpg.Connection, *, kind: str | None, device_ids: Sequence[str] | None,
+    from_us: int, to_us: int, limit: int,
+) -> tuple[list[str], list[str], list[int], list[float]]:
+    """Stored events in [from, to) as columns (ts in µs), oldest first, at most ``limit``."""
+    rows = await conn.fetch(
+        """
+        SELECT device_id, kind, (extract(epoch FROM ts) * 1000000)::bigint AS ts_us, value
+        FROM events
+        WHERE ts >= to_timestamp($1::float8 / 1e6) AND ts < to_timestamp($2::float8 / 1e6)
+          AND ($3::text IS NULL OR kind = $3)
+          AND ($4::text[] IS NULL OR device_id = ANY($4))
+        ORDER BY ts, received_at
+        LIMIT $5
+        """,
+        from_us, to_us, kind, list(device_ids) if device_ids is not None else None, limit,
+    )
+    return ([r["device_id"] for r in rows], [r["kind"] for r in rows],
+            [int(r["ts_us"]) for r in rows], [float(r["value"]) for r in rows])
