@@ -82,6 +82,10 @@ class ServiceProcess:
         if self._proc:
             self._proc.stop(timeout=60)
 
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.proc.returncode if self._proc and self._proc.proc else None
+
     def running(self) -> bool:
         return bool(self._proc and self._proc.running())
 
