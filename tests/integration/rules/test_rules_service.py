@@ -185,3 +185,19 @@ def test_sighup_reloads_rules_and_keeps_last_good(pg_server, tmp_path, rules_fil
         assert svc.running()
     finally:
         svc.kill()
+
+
+def test_service_refuses_to_start_on_an_invalid_rule_file(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - id: flood\n    kind: water_level\n    when: {op: '>>', value: 2}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ioc.cli", "run"], capture_output=True, text=True, timeout=60,
+        env={**env, "IOC_RULES_FILE": str(bad), "IOC_DATABASE_URL": "postgresql://x@127.0.0.1:1/x"},
+    )
+    assert result.returncode == 1
+    assert f"{bad}:4: rule 'flood': when.op: must be one of" in result.stderr
+    assert "Traceback" not in result.stderr
