@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ioc.alerts.config import NotificationConfigError
 from ioc.devices import DevicesFileError
 from ioc.rules import RuleFileError
 from ioc.settings import Settings, SettingsError, get_settings
@@ -60,7 +61,8 @@ async def _serve(settings: Settings) -> None:
     service = Service(settings)
     await service.start()
     try:
-        await make_server(create_app(settings, service), settings).serve()
+        await make_server(create_app(settings, service), settings,
+                          on_exit=service.close_streams).serve()
     finally:
         await service.stop()
 
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, StorageError, MigrationError) as exc:
         print(f"ioc {args.command}: {exc}", file=sys.stderr)
         return 1
-    except (RuleFileError, DevicesFileError) as exc:
+    except (RuleFileError, DevicesFileError, NotificationConfigError) as exc:
         print(f"ioc {args.command}: invalid file, nothing started:\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -91,7 +91,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                                    "--client-id", "ioc-demo-sim", *flood], work, "sim-mqtt"))
         started.append(_simulator(["--kafka", kafka.bootstrap, "--topic", settings.kafka_topic,
                                    "--rate", str(args.rate), "--form", "multi"], work, "sim-kafka"))
-        server = make_server(create_app(settings, service), settings, port)
+        server = make_server(create_app(settings, service), settings, port,
+                             on_exit=service.close_streams)
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers only a flag
             await asyncio.sleep(0.05)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import asyncpg
 
+from ioc.alerts import Alerts, load_notifications
 from ioc.api.deps import KeyCache
 from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
@@ -69,7 +70,9 @@ class Service:
         self._pipeline: Pipeline | None = None
         # Files are read and validated before anything connects, so a typo fails fast.
         self.file_rules, self.devices = read_files(settings)
+        self.notifications = load_notifications(Path(settings.notifications_file))
         self.rules: RuleProcessor | None = None
+        self.alerts: Alerts | None = None
 
     @property
     def api_pool(self) -> asyncpg.Pool:
@@ -97,7 +100,14 @@ class Service:
             on_retry=lambda exc: self.metrics.db_write_retries.labels(error_type(exc)).inc(),
         )
         await writer.start()
-        self.rules = RuleProcessor(await self._load_engine(), self.metrics)
+        self.alerts = Alerts(
+            self.api_pool, self.metrics, notifications=self.notifications,
+            storm_window_s=s.storm_window,
+            mqtt_url=s.mqtt_url if s.alerts_mqtt_publish else None,
+            mqtt_client_id=f"{s.mqtt_client_id}-alerts",
+        )
+        await self.alerts.start()
+        self.rules = RuleProcessor(await self._load_engine(), self.metrics, sink=self.alerts)
         self._pipeline = Pipeline(
             writer, self.metrics,
             limits=DecodeLimits(
@@ -130,6 +140,8 @@ class Service:
                 log.exception("stopping the %s source failed", source.name)
         if self._pipeline:
             await self._pipeline.stop()
+        if self.alerts:
+            await self.alerts.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +272,11 @@ class Service:
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("partition maintenance failed (%s); next try in an hour", exc)
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+    def close_streams(self) -> None:
+        """End the live-feed streams (the HTTP server is shutting down)."""
+        if self.alerts is not None:
+            self.alerts.close_streams()
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}

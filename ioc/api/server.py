@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +16,17 @@ from ioc.settings import Settings
 
 class Server(uvicorn.Server):
     """uvicorn's server, stopping on SIGINT/SIGTERM without re-raising the signal afterwards,
-    so that the caller can drain the pipeline and stop what it started."""
+    so that the caller can drain the pipeline and stop what it started. Open live-feed
+    streams are ended at the signal, or the graceful shutdown would wait for them forever."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -30,7 +41,9 @@ class Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-def make_server(app: FastAPI, settings: Settings, port: int | None = None) -> Server:
+def make_server(app: FastAPI, settings: Settings, port: int | None = None,
+                on_exit: Callable[[], None] | None = None) -> Server:
     config = uvicorn.Config(app, host=settings.api_host, port=port or settings.api_port,
-                            log_config=None, access_log=False, lifespan="on")
-    return Server(config)
+                            log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10)
+    return Server(config, on_exit)

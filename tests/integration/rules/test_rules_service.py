@@ -91,6 +91,13 @@ def test_pending_for_timer_survives_kill9(pg_server, tmp_path, rules_file) -> No
         assert states(dsn, "flood-test")[DEVICE].get("firing") is True
         ingest(svc, reading(t0 + dt.timedelta(minutes=8), 1.6))
         assert not states(dsn, "flood-test")[DEVICE].get("firing")
+        alerts = asyncio.run(fetch(dsn, "SELECT state, count, started_at, resolved_at, district, "
+                                        "value FROM alerts WHERE rule_id = 'flood-test'"))
+        assert len(alerts) == 1, "fired exactly once across two kill -9s"
+        alert = alerts[0]
+        assert (alert["state"], alert["count"], alert["district"]) == ("resolved", 1, "Vị Thanh")
+        assert alert["started_at"] == t0 + dt.timedelta(minutes=6)
+        assert alert["resolved_at"] == t0 + dt.timedelta(minutes=8)
     finally:
         svc.kill()
 
