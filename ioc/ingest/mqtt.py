@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ioc.ingest.decode import RawMessage
-from ioc.ingest.pipeline import Pipeline, SubmissionResult
+from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class MqttSource:
         if self._task:
             await self._task
         if self._client:
-            await self.pipeline.flush()
+            await self.pipeline.flush(DRAIN_TIMEOUT_S)
             client = self._client
             await asyncio.to_thread(self._disconnect, client)
         self.metrics.source_connected.labels(self.name).set(0)

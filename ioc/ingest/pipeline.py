@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # SQLSTATE classes that blame the data (a value the database will not take), not the database.
 DATA_ERROR_CLASSES = frozenset({"22", "23"})
 PostCommit = Callable[[], None]
+DRAIN_TIMEOUT_S = 30.0  # how long a stop waits for the database to take what is in flight
 
 
 class BatchProcessor(Protocol):
@@ -122,9 +123,10 @@ class Pipeline:
         ]
 
     async def stop(self) -> None:
-        """Take no more messages, write and confirm everything already accepted, then stop."""
+        """Take no more messages, write and confirm what was accepted (within the drain
+        timeout: a database that is down must not hold the shutdown forever), then stop."""
         self._closed = True
-        await self.flush()
+        await self.flush(DRAIN_TIMEOUT_S)
         async with self._changed:
             self._changed.notify_all()
         for task in self._tasks:
@@ -185,10 +187,20 @@ class Pipeline:
         await self.submit(messages, resolve)
         return await done
 
-    async def flush(self) -> None:
-        """Wait until every message submitted so far is committed and confirmed."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._pending == 0)
+    async def flush(self, limit_s: float | None = None) -> bool:
+        """Wait until every message submitted so far is committed and confirmed.
+
+        With ``limit_s``, give up after that long and return False: what is still pending is
+        then never confirmed, so the brokers deliver it again.
+        """
+        try:
+            async with asyncio.timeout(limit_s), self._changed:
+                await self._changed.wait_for(lambda: self._pending == 0)
+        except TimeoutError:
+            log.warning("%d message(s) not committed within %.0fs; left unconfirmed for "
+                        "redelivery", self._pending, limit_s)
+            return False
+        return True
 
     # ---- stage 1: batch and decode ---------------------------------------------------------
 
