@@ -1,4 +1,11 @@
 # ioc-ingest service image: `ioc migrate` runs first (compose), then `ioc run`.
+
+# The console's chart library (uPlot), from the npm registry at the version the lock pins.
+FROM node:20-slim AS console
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -9,6 +16,8 @@ COPY pyproject.toml README.md ./
 COPY ioc ./ioc
 COPY migrations ./migrations
 COPY config ./config
+COPY --from=console /build/node_modules/uplot/dist/uPlot.iife.min.js \
+     /build/node_modules/uplot/dist/uPlot.min.css ./ioc/static/vendor/
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 ioc
 USER ioc
 

@@ -6,7 +6,9 @@ PYTEST_ARGS ?=
 
 .PHONY: test demo setup os-deps lint bench clean
 
-setup: os-deps $(VENV)/.installed
+VENDOR := ioc/static/vendor
+
+setup: os-deps $(VENV)/.installed $(VENDOR)/uPlot.iife.min.js
 
 os-deps:
 	@scripts/setup-os.sh
@@ -16,6 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[test,dev]'
 	@touch $@
+
+# The console's chart library (uPlot) from the npm registry, at the version package-lock.json
+# pins; the page loads it from /static/vendor (no CDN: the wall screens may have no internet).
+node_modules/.package-lock.json: package.json package-lock.json
+	@npm ci --no-audit --no-fund --loglevel=error
+
+$(VENDOR)/uPlot.iife.min.js: node_modules/.package-lock.json
+	@mkdir -p $(VENDOR)
+	@cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 
 test: setup
 	@$(VENV)/bin/ruff check .
@@ -33,4 +44,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache node_modules $(VENDOR)

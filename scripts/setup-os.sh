@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the OS packages the tests and the demo run for real (PostgreSQL, mosquitto, and the
-# Chromium the console tests drive). As root it uses apt-get; otherwise it says what to install.
+# Installs the OS packages the tests and the demo run for real (PostgreSQL, mosquitto, the
+# Chromium the console tests drive, and npm for the console's chart library). As root it uses
+# apt-get; otherwise it says what to install.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ if [ "${IOC_SKIP_BROWSER:-}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v npm >/dev/null 2>&1 || need+=(npm)  # installs the console's chart library
 
 [ ${#need[@]} -eq 0 ] && exit 0
 

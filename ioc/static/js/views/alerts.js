@@ -1,0 +1,151 @@
+// One alert as a feed row, the keyed list that keeps rows in place, and the ack/resolve dialog.
+
+import { api, ApiError } from '../api.js';
+import { h, icon, timeEl } from '../dom.js';
+import { formatTime, formatValue, getLang, t } from '../i18n.js';
+
+const FLASH_MS = 12_000;
+const flashing = new Map(); // alert id -> until (ms)
+
+export function markFlash(alertId) {
+  flashing.set(alertId, Date.now() + FLASH_MS);
+}
+
+function isFlashing(alertId) {
+  const until = flashing.get(alertId);
+  if (until === undefined) return false;
+  if (until > Date.now()) return true;
+  flashing.delete(alertId);
+  return false;
+}
+
+function severityBadge(severity) {
+  return h('span', { class: `sev-badge sev-${severity}` }, icon(severity), t(`sev.${severity}`));
+}
+
+function who(alert, ctx) {
+  const name = ctx.devices.name(alert.device_id);
+  return h('span', { class: 'who-line' },
+    h('a', { href: `#/device/${encodeURIComponent(alert.device_id)}`, class: 'device-link' }, name),
+    name !== alert.device_id ? h('span', { class: 'mono muted' }, alert.device_id) : null,
+    h('span', { class: 'district-tag' }, alert.district || t('alert.noDistrict')));
+}
+
+function actions(alert, ctx) {
+  if (!ctx.canAct || alert.state === 'resolved') return null;
+  return h('div', { class: 'actions' },
+    alert.state === 'firing'
+      ? h('button', { type: 'button', class: 'btn ack', onclick: () => openAction(alert, 'ack', ctx) },
+        t('action.ack'))
+      : null,
+    h('button', { type: 'button', class: 'btn ghost resolve', onclick: () => openAction(alert, 'resolve', ctx) },
+      t('action.resolve')));
+}
+
+/** A row of the feed; ``wall`` drops the controls and the secondary details. */
+function alertItem(alert, ctx, { wall = false } = {}) {
+  const handled = [];
+  if (alert.acknowledged_by) {
+    handled.push(h('span', {}, t('alert.ackBy', { who: alert.acknowledged_by }), ' · ',
+      formatTime(alert.acknowledged_at)));
+  }
+  if (alert.state === 'resolved' && alert.resolved_by) {
+    handled.push(h('span', {}, t('alert.resolvedBy', { who: alert.resolved_by }), ' · ',
+      formatTime(alert.resolved_at)));
+  }
+  const classes = ['alert', `sev-${alert.severity}`, `state-${alert.state}`];
+  if (isFlashing(alert.id)) classes.push('flash');
+  return h('li', {
+    class: classes.join(' '),
+    dataset: {
+      id: alert.id, rule: alert.rule_id, device: alert.device_id, district: alert.district ?? '',
+      state: alert.state, severity: alert.severity, version: versionKey(alert),
+    },
+  },
+  h('div', { class: 'alert-sev' }, icon(alert.severity, 'sev-icon'),
+    h('span', { class: 'sev-label' }, t(`sev.${alert.severity}`))),
+  h('div', { class: 'alert-main' },
+    h('p', { class: 'alert-msg' }, alert.message),
+    h('p', { class: 'alert-meta' }, who(alert, ctx),
+      wall ? null : h('span', { class: 'mono muted rule-id' }, alert.rule_id),
+      alert.value != null ? h('span', { class: 'value' }, formatValue(alert.kind, alert.value)) : null),
+    h('p', { class: 'alert-times' },
+      timeEl(alert.started_at),
+      h('span', { class: 'abs' }, formatTime(alert.started_at)),
+      alert.count > 1 && !wall
+        ? h('span', {}, t('alert.lastSeen'), ' ', timeEl(alert.last_seen_at)) : null,
+      wall ? null : handled,
+      alert.silenced && !wall ? h('span', { class: 'silenced' }, t('alert.silenced')) : null)),
+  h('div', { class: 'alert-side' },
+    h('span', { class: `state-chip state-${alert.state}` }, t(`state.${alert.state}`)),
+    alert.count > 1
+      ? h('span', { class: 'repeat', title: t('alert.repeats', { n: alert.count }) }, `×${alert.count}`)
+      : null,
+    wall ? null : actions(alert, ctx)));
+}
+
+function versionKey(alert) {
+  return [alert.state, alert.count, alert.last_seen_at, alert.silenced, getLang()].join('|');
+}
+
+/**
+ * Put ``alerts`` into ``list`` in order, reusing the row of an unchanged alert and moving rows
+ * only when out of place, so that an update never makes the whole feed jump or re-flash.
+ */
+export function renderAlertList(list, alerts, ctx, options = {}) {
+  const rows = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  let previous = null;
+  for (const alert of alerts) {
+    const key = String(alert.id);
+    let li = rows.get(key);
+    rows.delete(key);
+    if (!li || li.dataset.version !== versionKey(alert) || li.classList.contains('flash') !== isFlashing(alert.id)) {
+      const fresh = alertItem(alert, ctx, options);
+      if (li) li.replaceWith(fresh);
+      li = fresh;
+    }
+    const wanted = previous ? previous.nextSibling : list.firstChild;
+    if (wanted !== li) list.insertBefore(li, wanted);
+    previous = li;
+  }
+  for (const li of rows.values()) li.remove();
+}
+
+// ---- acknowledge / resolve -------------------------------------------------------------
+
+function openAction(alert, action, ctx) {
+  const dialog = document.getElementById('action-dialog');
+  const form = document.getElementById('action-form');
+  const note = document.getElementById('action-note');
+  const error = document.getElementById('action-error');
+  const confirm = document.getElementById('action-confirm');
+  document.getElementById('action-title').textContent =
+    t(action === 'ack' ? 'action.ackTitle' : 'action.resolveTitle');
+  const message = document.getElementById('action-message');
+  message.replaceChildren(severityBadge(alert.severity), ' ', alert.message);
+  confirm.textContent = t(action === 'ack' ? 'action.ack' : 'action.resolve');
+  confirm.className = `btn primary ${action}`;
+  confirm.disabled = false;
+  note.value = '';
+  error.textContent = '';
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    confirm.disabled = true;
+    try {
+      const body = note.value.trim() ? { note: note.value.trim() } : {};
+      ctx.alerts.put(await api(`/alerts/${alert.id}/${action}`, { method: 'POST', body }));
+      dialog.close();
+    } catch (err) {
+      confirm.disabled = false;
+      if (err instanceof ApiError && err.status === 409) {
+        error.textContent = t('action.conflict', { state: t(`state.${err.detail?.state ?? 'resolved'}`) });
+        ctx.alerts.loadDevice(alert.device_id);
+      } else {
+        error.textContent = t('action.failed', { detail: err.message });
+      }
+    }
+  };
+  document.getElementById('action-cancel').onclick = () => dialog.close();
+  dialog.showModal();
+  note.focus();
+}
