@@ -18,7 +18,8 @@ COPY migrations ./migrations
 COPY config ./config
 COPY --from=console /build/node_modules/uplot/dist/uPlot.iife.min.js \
      /build/node_modules/uplot/dist/uPlot.min.css ./ioc/static/vendor/
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 ioc
+# Editable, so the package finds migrations/ and config/ beside it in /app.
+RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 ioc
 USER ioc
 
 EXPOSE 8000
