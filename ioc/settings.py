@@ -10,7 +10,14 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.durations import parse_duration
@@ -49,6 +56,10 @@ class Settings(BaseSettings):
     rules_file: str = "config/rules.yaml"
     devices_file: str = "config/devices.yaml"
     require_known_devices: bool = False
+    notifications_file: str = "config/notifications.yaml"
+
+    storm_window: Seconds = 30.0
+    alerts_mqtt_publish: bool = False
 
     api_host: str = "127.0.0.1"
     api_port: Port = 8000
@@ -97,6 +108,13 @@ class Settings(BaseSettings):
             if not parts.hostname:
                 raise ValueError(f"expected host:port[,host:port], got {server!r}")
             _check_port(parts)
+        return v
+
+    @field_validator("alerts_mqtt_publish")
+    @classmethod
+    def _publish_needs_broker(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and not info.data.get("mqtt_url"):
+            raise ValueError("needs IOC_MQTT_URL, the broker to publish alerts to")
         return v
 
     @field_validator("mqtt_topic", "kafka_topic", "kafka_group", "mqtt_client_id")

@@ -1,0 +1,257 @@
+"""Alert lifecycle writes: rule transitions and hand changes, with audit, feed and outbox rows.
+
+Everything here runs inside the caller's transaction, so an alert change, its audit row, its
+live-feed row and its notifications commit together or not at all (kill -9 loses none and
+duplicates none).
+
+Ordering: every writer first takes the transaction-level advisory lock :data:`FEED_LOCK`, and
+only then touches alerts. That one lock (a) makes feed ids commit in increasing order, which is
+what lets SSE clients resume from an id without gaps, and (b) gives every writer the same lock
+order, so the batch writer and an operator's ack cannot deadlock on alert rows. The price is
+that alert-producing transactions serialize from their first alert write to commit, which is
+why the pipeline should record alerts last in its batch transaction.
+
+At most one open alert per (rule, device) is enforced by the partial unique index
+``alerts_one_open``; fires are written with ``INSERT ... ON CONFLICT ... DO UPDATE``, so even a
+writer that does not take the lock cannot create a second one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ioc.alerts.config import NotificationConfig
+from ioc.alerts.shape import ALERT_COLUMNS, alert_dict, district_slug
+from ioc.alerts.silences import Silence, active_silences, silenced
+from ioc.rules import Transition
+
+FEED_LOCK = 0x10C_A1E7  # pg_advisory_xact_lock key of every alert writer
+SYSTEM = "system"
+MQTT_TOPIC = "ioc/v1/alerts/{district}"
+MQTT_CHANGES = frozenset({"fired", "acknowledged", "resolved"})
+_AUDIT_ACTION = {"fired": "firing", "acknowledged": "acknowledged", "resolved": "resolved"}
+_QUALIFIED = ", ".join(f"a.{c.strip()}" for c in ALERT_COLUMNS.split(","))
+_EPOCH_US = "timestamptz 'epoch' + u.ts_us * interval '1 microsecond'"
+
+_FIRE = f"""
+INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value,
+                         started_at, last_seen_at, silenced)
+SELECT u.rule_id, u.device_id, u.district, u.kind, u.severity, u.message, u.value,
+       {_EPOCH_US}, {_EPOCH_US}, u.silenced
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::float8[], $8::int8[], $9::bool[])
+     AS u(rule_id, device_id, district, kind, severity, message, value, ts_us, silenced)
+ON CONFLICT (rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
+    count = a.count + 1,
+    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+    value = EXCLUDED.value, message = EXCLUDED.message, updated_at = now()
+RETURNING (a.xmax = 0) AS inserted, {_QUALIFIED}
+"""
+_CLEAR = f"""
+UPDATE alerts AS a SET state = 'resolved', resolved_at = {_EPOCH_US}, resolved_by = '{SYSTEM}',
+                       updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(rule_id, device_id, ts_us)
+WHERE a.rule_id = u.rule_id AND a.device_id = u.device_id AND a.state <> 'resolved'
+RETURNING {_QUALIFIED}
+"""
+_AUDIT = """
+INSERT INTO alert_audit (alert_id, action, actor, note)
+SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])
+"""
+_FEED = """
+INSERT INTO alert_feed (alert_id, change, district, severity, data, received_at)
+SELECT u.alert_id, u.change, u.district, u.severity, u.data::json, u.received_at
+FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+     WITH ORDINALITY AS u(alert_id, change, district, severity, data, received_at, ord)
+ORDER BY u.ord
+"""
+_OUTBOX = """
+INSERT INTO outbox (channel, target, payload, alert_id, rule_id, district, change, next_attempt_at)
+SELECT u.channel, u.target, u.payload::jsonb, u.alert_id, u.rule_id, u.district, u.change,
+       now() + make_interval(secs => u.delay_s)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[],
+            $8::float8[]) WITH ORDINALITY
+     AS u(channel, target, payload, alert_id, rule_id, district, change, delay_s, ord)
+ORDER BY u.ord
+"""
+
+
+class AlertNotFound(LookupError):
+    """No alert with that id."""
+
+
+class AlertStateConflict(Exception):
+    """The alert is not in a state the asked change applies to (e.g. acking an acknowledged one)."""
+
+    def __init__(self, alert_id: int, state: str, wanted: str) -> None:
+        super().__init__(f"alert {alert_id} is {state}; it cannot become {wanted}")
+        self.state = state
+
+
+@dataclass(slots=True)
+class Change:
+    """One alert change to publish: ``change`` is fired, repeated, acknowledged or resolved."""
+
+    order: int
+    change: str
+    alert: dict[str, Any]
+    actor: str | None = None  # None: no audit row (a repeat is not a change of state)
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class Written:
+    """What a transaction wrote, for the post-commit wake-up and the metrics."""
+
+    changes: list[Change] = field(default_factory=list)
+    fired: Counter[str] = field(default_factory=Counter)
+    outbox_rows: int = 0
+
+
+class Recorder:
+    """Writes alert changes; knows which notification targets each change goes to."""
+
+    def __init__(self, notifications: NotificationConfig, *, storm_window_s: float,
+                 mqtt: bool) -> None:
+        self.notifications = notifications
+        self.storm_window_s = storm_window_s
+        self.mqtt = mqtt
+
+    async def apply(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
+                    received_at: float | None) -> Written:
+        """Apply fire/clear transitions in order (a key may fire, clear and fire in one batch).
+
+        Transitions are split into waves in which each (rule, device) occurs once, so that each
+        wave is one set-based statement per action however large the batch is.
+        """
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+        devices = {t.device_id for t in transitions}
+        district = dict(await conn.fetch(
+            "SELECT id, district FROM devices WHERE id = ANY($1::text[])", list(devices)))
+        silences = await active_silences(conn)
+        waves: list[list[int]] = []
+        seen: Counter[tuple[str, str]] = Counter()
+        for i, t in enumerate(transitions):
+            if t.action not in ("fire", "clear"):
+                raise ValueError(f"unknown transition action {t.action!r}")
+            key = (t.rule_id, t.device_id)
+            if seen[key] == len(waves):
+                waves.append([])
+            waves[seen[key]].append(i)
+            seen[key] += 1
+        written = Written()
+        for wave in waves:
+            fires = [i for i in wave if transitions[i].action == "fire"]
+            clears = [i for i in wave if transitions[i].action == "clear"]
+            if fires:
+                await self._fire(conn, [(i, transitions[i]) for i in fires], district, silences,
+                                 written)
+            if clears:
+                await self._clear(conn, [(i, transitions[i]) for i in clears], written)
+        written.changes.sort(key=lambda c: c.order)
+        await self._publish(conn, written, received_at, silences)
+        return written
+
+    async def _fire(self, conn: asyncpg.Connection, fires: list[tuple[int, Transition]],
+                    district: dict[str, str | None], silences: list[Silence],
+                    written: Written) -> None:
+        cols: list[list[Any]] = [[] for _ in range(9)]
+        for _, t in fires:
+            d = district.get(t.device_id)
+            quiet = silenced(silences, {"rule_id": t.rule_id, "device_id": t.device_id,
+                                        "district": d, "severity": t.severity})
+            value = t.value if math.isfinite(t.value) else None
+            for col, v in zip(cols, (t.rule_id, t.device_id, d, t.kind, t.severity, t.message,
+                                     value, t.ts_us, quiet), strict=True):
+                col.append(v)
+        rows = await conn.fetch(_FIRE, *cols)
+        order = {(t.rule_id, t.device_id): i for i, t in fires}
+        for row in rows:
+            alert = alert_dict(row)
+            i = order[(alert["rule_id"], alert["device_id"])]
+            if row["inserted"]:
+                written.changes.append(Change(i, "fired", alert, SYSTEM))
+                written.fired[alert["severity"]] += 1
+            else:
+                written.changes.append(Change(i, "repeated", alert))
+
+    async def _clear(self, conn: asyncpg.Connection, clears: list[tuple[int, Transition]],
+                     written: Written) -> None:
+        rows = await conn.fetch(_CLEAR, [t.rule_id for _, t in clears],
+                                [t.device_id for _, t in clears], [t.ts_us for _, t in clears])
+        order = {(t.rule_id, t.device_id): i for i, t in clears}
+        for row in rows:
+            alert = alert_dict(row)
+            written.changes.append(
+                Change(order[(alert["rule_id"], alert["device_id"])], "resolved", alert, SYSTEM))
+
+    async def set_state(self, conn: asyncpg.Connection, alert_id: int, state: str, actor: str,
+                        note: str | None) -> Written:
+        """Acknowledge or resolve by hand; the caller holds the transaction."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+        current = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+        if current is None:
+            raise AlertNotFound(alert_id)
+        allowed = ("firing",) if state == "acknowledged" else ("firing", "acknowledged")
+        if current not in allowed:
+            raise AlertStateConflict(alert_id, current, state)
+        if state == "acknowledged":
+            sql = ("UPDATE alerts AS a SET state = 'acknowledged', acknowledged_at = now(),"
+                   " acknowledged_by = $2, updated_at = now()")
+        else:
+            sql = ("UPDATE alerts AS a SET state = 'resolved', resolved_at = now(),"
+                   " resolved_by = $2, updated_at = now()")
+        row = await conn.fetchrow(f"{sql} WHERE id = $1 RETURNING {_QUALIFIED}", alert_id, actor)
+        written = Written([Change(0, state, alert_dict(row), actor, note)])
+        await self._publish(conn, written, None, await active_silences(conn))
+        return written
+
+    async def _publish(self, conn: asyncpg.Connection, written: Written,
+                       received_at: float | None, silences: list[Silence]) -> None:
+        """Audit rows for changes of state, feed rows for every change, outbox rows to notify."""
+        changes = written.changes
+        if not changes:
+            return
+        audit = [c for c in changes if c.actor is not None]
+        if audit:
+            await conn.execute(_AUDIT, [c.alert["id"] for c in audit],
+                               [_AUDIT_ACTION[c.change] for c in audit],
+                               [c.actor for c in audit], [c.note for c in audit])
+        feed_data = [msgspec.json.encode({**c.alert, "change": c.change}).decode() for c in changes]
+        await conn.execute(_FEED, [c.alert["id"] for c in changes], [c.change for c in changes],
+                           [c.alert["district"] for c in changes],
+                           [c.alert["severity"] for c in changes], feed_data,
+                           [received_at] * len(changes))
+        outbox = self._outbox_rows(changes, silences)
+        if outbox:
+            await conn.execute(_OUTBOX, *map(list, zip(*outbox, strict=True)))
+        written.outbox_rows = len(outbox)
+
+    def _outbox_rows(self, changes: list[Change], silences: list[Silence]) -> list[tuple[Any, ...]]:
+        """(channel, target, payload, alert_id, rule_id, district, change, delay_s) per send.
+
+        Webhook rows wait ``storm_window_s`` so that the notifier can group them (see
+        notifier.py); MQTT rows are due at once.
+        """
+        rows: list[tuple[Any, ...]] = []
+        for c in changes:
+            a = c.alert
+            if a["silenced"] or silenced(silences, a):
+                continue
+            common = (a["id"], a["rule_id"], a["district"], c.change)
+            for hook in self.notifications.webhooks:
+                if hook.wants(c.change, a):
+                    payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
+                    rows.append(("webhook", hook.name, payload, *common, self.storm_window_s))
+            if self.mqtt and c.change in MQTT_CHANGES:
+                topic = MQTT_TOPIC.format(district=district_slug(a["district"]))
+                payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
+                rows.append(("mqtt", topic, payload, *common, 0.0))
+        return rows

@@ -1,0 +1,57 @@
+"""The alert as the API, the live feed and notifications show it (DESIGN.md "HTTP API").
+
+Rows may come from the writer's connections (timestamptz as int microseconds, see
+``storage/pool.py``) or the API's (datetime), so conversion accepts both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import unicodedata
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any
+
+SEVERITIES = ("info", "warning", "critical")
+STATES = ("firing", "acknowledged", "resolved")
+ALERT_COLUMNS = (
+    "id, rule_id, device_id, district, kind, severity, state, message, value, count, started_at,"
+    " last_seen_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, silenced"
+)
+_TIME_FIELDS = ("started_at", "last_seen_at", "acknowledged_at", "resolved_at")
+# The province's time, as the events API shows by default (+07:00, no daylight saving).
+LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def iso(value: int | dt.datetime | None) -> str | None:
+    """RFC 3339 with the +07:00 offset from a datetime or Unix microseconds."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=value)
+    return value.astimezone(LOCAL_TZ).isoformat()
+
+
+def alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row selected with :data:`ALERT_COLUMNS` as the alert JSON object."""
+    out = {k: row[k] for k in ("id", "rule_id", "device_id", "district", "kind", "severity",
+                               "state", "message", "value", "count", "started_at",
+                               "last_seen_at", "acknowledged_at", "acknowledged_by",
+                               "resolved_at", "resolved_by", "silenced")}
+    for k in _TIME_FIELDS:
+        out[k] = iso(out[k])
+    value = out["value"]
+    if value is not None and not math.isfinite(value):
+        out["value"] = None
+    return out
+
+
+def district_slug(district: str | None) -> str:
+    """ASCII topic segment for a district: "Vị Thanh" -> "vi-thanh"; none -> "unknown"."""
+    if not district:
+        return "unknown"
+    text = district.replace("Đ", "D").replace("đ", "d")
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = "-".join("".join(c if c.isalnum() else " " for c in ascii_text.lower()).split())
+    return slug or "unknown"
