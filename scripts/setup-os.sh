@@ -11,7 +11,6 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 if [ "${IOC_SKIP_BROWSER:-}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
-command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v npm >/dev/null 2>&1 || need+=(npm)  # installs the console's chart library
 
 [ ${#need[@]} -eq 0 ] && exit 0

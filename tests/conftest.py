@@ -17,10 +17,12 @@ import pytest
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres, timescaledb_installed
+from ioc.embedded.process import ServerProcess
 from ioc.storage.migrations import migrate
 from ioc.storage.pool import connect
 
 TESTS = Path(__file__).parent
+ServerProcess.die_with_parent = True  # an interrupted run must not leave servers behind
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -81,10 +81,8 @@ class EmbeddedPostgres:
         return f"{self.dsn_base}/{dbname}"
 
     def _run(self, *argv: str) -> None:
-        cmd = list(argv)
-        if self.user:
-            cmd = ["runuser", "-u", self.user, "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        result = subprocess.run(list(argv), capture_output=True, text=True, check=False,
+                                user=self.user, group=self.user, cwd=self.base)
         if result.returncode != 0:
             output = result.stderr.strip() or result.stdout.strip()
             raise RuntimeError(f"{argv[0]} failed: {output}")

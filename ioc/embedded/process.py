@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,8 +30,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
 class ServerProcess:
-    """Starts ``argv`` with output to a log file; :meth:`stop` ends it (and only it) by PID."""
+    """Starts ``argv`` with output to a log file; :meth:`stop` ends it (and only it) by PID.
+
+    ``die_with_parent`` (the test suite turns it on) makes every child receive SIGTERM when
+    the process that started it dies, so that an interrupted test run leaves no server behind.
+    """
+
+    die_with_parent = False
 
     def __init__(
         self,
@@ -48,17 +61,19 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-        argv = self.argv
-        if self.user:
-            argv = ["runuser", "-u", self.user, "--", *argv]
         logf = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            argv,
+            self.argv,
+            # Switching user here (not with runuser) keeps the parent-death signal, which
+            # the kernel clears when a process changes its own user id.
+            user=self.user,
+            group=self.user,
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(self.env or {})},
             start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent and sys.platform == "linux" else None,
         )
         logf.close()
         deadline = time.monotonic() + timeout
