@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from ioc.api import errors
-from ioc.api.routers import health, ingest
+from ioc.api.routers import alerts, console, dead_letters, devices, events, health, ingest, rules, silences
 from ioc.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,4 +46,11 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)
     app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(rules.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(devices.router, prefix=API_PREFIX)
+    app.include_router(dead_letters.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(silences.router, prefix=API_PREFIX)
+    console.install(app, API_PREFIX)
     return app
