@@ -22,6 +22,7 @@ from ioc.alerts import Alerts, load_notifications
 from ioc.api.deps import KeyCache
 from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
+from ioc.ingest.latest import LatestValues
 from ioc.ingest.pipeline import Pipeline
 from ioc.ingest.rule_processor import RuleProcessor
 from ioc.metrics import Metrics
@@ -73,6 +74,7 @@ class Service:
         self.notifications = load_notifications(Path(settings.notifications_file))
         self.rules: RuleProcessor | None = None
         self.alerts: Alerts | None = None
+        self.latest: LatestValues | None = None
 
     @property
     def api_pool(self) -> asyncpg.Pool:
@@ -108,6 +110,8 @@ class Service:
         )
         await self.alerts.start()
         self.rules = RuleProcessor(await self._load_engine(), self.metrics, sink=self.alerts)
+        self.latest = LatestValues(self.api_pool)
+        await self.latest.start()
         self._pipeline = Pipeline(
             writer, self.metrics,
             limits=DecodeLimits(
@@ -119,7 +123,7 @@ class Service:
             batch_max=s.batch_max,
             batch_wait_s=s.batch_wait_ms / 1000,
             queue_max=s.queue_max,
-            processors=[self.rules],
+            processors=[self.rules, self.latest],
         )
         await self._pipeline.start()
         self.sources = self._make_sources()
@@ -140,6 +144,8 @@ class Service:
                 log.exception("stopping the %s source failed", source.name)
         if self._pipeline:
             await self._pipeline.stop()
+        if self.latest:
+            await self.latest.stop()
         if self.alerts:
             await self.alerts.stop()
         for task in self._tasks:

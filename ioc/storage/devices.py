@@ -38,3 +38,19 @@ async def all_devices(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         'SELECT id, name, kind, district, ward, lat, lon, extract(epoch FROM "interval") AS interval_s,'
         " tags, registered_by FROM devices ORDER BY id"
     )
+
+
+async def upsert_latest(conn: asyncpg.Connection, device_ids: list[str], kinds: list[str],
+                        ts_us: list[int], values: list[float]) -> None:
+    """Newest reading per (device, kind); an older one never overwrites a newer one."""
+    await conn.execute(
+        """
+        INSERT INTO device_latest (device_id, kind, ts, value, updated_at)
+        SELECT d, k, timestamptz 'epoch' + t * interval '1 microsecond', v, now()
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[]) AS u(d, k, t, v)
+        ON CONFLICT (device_id, kind) DO UPDATE
+            SET ts = EXCLUDED.ts, value = EXCLUDED.value, updated_at = now()
+            WHERE EXCLUDED.ts >= device_latest.ts
+        """,
+        device_ids, kinds, ts_us, values,
+    )

@@ -27,7 +27,6 @@ BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3
                            "6h": 21600, "12h": 43200, "1d": 86400}
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 OFFLINE_AFTER_DEFAULT = dt.timedelta(minutes=15)  # devices without an expected interval
-LAST_VALUES_WINDOW = dt.timedelta(hours=24)
 EXPORT_CHUNK = 5000
 
 
@@ -309,23 +308,19 @@ def _devices_sql(f: DeviceFilter, after: str | None, limit: int) -> tuple[str, l
         f' coalesce(ls.ts >= now() - coalesce(2 * d."interval", {default_offline}::interval), false)'
         " AS online"
         " FROM devices d LEFT JOIN LATERAL ("
-        "   SELECT e.ts FROM events e WHERE e.device_id = d.id ORDER BY e.ts DESC LIMIT 1"
+        "   SELECT max(l.ts) AS ts FROM device_latest l WHERE l.device_id = d.id"
         " ) ls ON true"
         + (" WHERE " + " AND ".join(conds) if conds else "")
     )
     if f.online is not None:
         page = f"SELECT * FROM ({page}) x WHERE x.online = {p(f.online)}"
-    window = p(LAST_VALUES_WINDOW)
     sql = (
         f"WITH page AS ({page} ORDER BY id LIMIT {p(limit)})"
         f" SELECT page.*, {_ts_text('page.last_ts')} AS last_seen, lv.items AS last_values"
         " FROM page LEFT JOIN LATERAL ("
-        f"   SELECT json_object_agg(x.kind, json_build_object('value', x.value, 'ts', "
-        f"{_ts_text('x.ts')}))::text AS items FROM ("
-        "     SELECT DISTINCT ON (e.kind) e.kind, e.value, e.ts FROM events e"
-        f"     WHERE e.device_id = page.id AND e.ts > page.last_ts - {window}::interval"
-        "       AND e.ts <= page.last_ts"
-        "     ORDER BY e.kind, e.ts DESC, e.event_id DESC) x"
+        "   SELECT json_object_agg(l.kind, json_build_object('value', l.value, 'ts', "
+        f"{_ts_text('l.ts')}) ORDER BY l.kind)::text AS items"
+        "   FROM device_latest l WHERE l.device_id = page.id"
         " ) lv ON true ORDER BY page.id"
     )
     return sql, p.values
@@ -333,11 +328,8 @@ def _devices_sql(f: DeviceFilter, after: str | None, limit: int) -> tuple[str, l
 
 async def devices(conn: asyncpg.Connection, f: DeviceFilter, *, after: str | None, limit: int,
                   tz: str) -> list[asyncpg.Record]:
-    """Registry rows with last seen, online and, per kind, the last value.
-
-    Last values cover the kinds the device sent in the 24 h before its latest event: that
-    keeps the look-up a short index range scan per device whatever the table's size.
-    """
+    """Registry rows with last seen, online and, per kind, the last value (device_latest,
+    which the service keeps within a few seconds of the stored events)."""
     sql, args = _devices_sql(f, after, limit)
     async with conn.transaction(readonly=True):
         await _use_zone(conn, tz)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from ioc.embedded.postgres import EmbeddedPostgres
+from ioc.ingest.latest import LatestValues
 from ioc.storage.batch import EventBatch
 from ioc.storage.keys import create_key
 from ioc.storage.partitions import PartitionManager
@@ -95,7 +96,8 @@ class Api:
         return asyncio.run(_fetch(self.dsn, query, *args))
 
     def store(self, batch: EventBatch) -> int:
-        """Store events with the production writer; returns how many were new."""
+        """Store events with the production writer (and the service's latest-values fold);
+        returns how many were new."""
         return asyncio.run(_store(self.dsn, self.flavour, batch))
 
 
@@ -112,7 +114,11 @@ async def _store(dsn: str, flavour: str, batch: EventBatch) -> int:
     try:
         writer = BatchWriter(pool, PartitionManager(flavour))
         await writer.start()
-        return (await writer.write(batch)).new
+        result = await writer.write(batch)
+        latest = LatestValues(pool)
+        latest.fold(batch, result.new_mask)
+        await latest.flush()
+        return result.new
     finally:
         await pool.close()
 
