@@ -72,6 +72,11 @@ async def load(dsn: str, flavour: str, events: int, devices: int, days: int, end
                 start + dt.timedelta(days=day), step, day, KINDS, per_day, devices)
         timings["load_s"] = time.perf_counter() - t0
         timings["load_rows_per_s"] = per_day * days / timings["load_s"]
+        # What the service's latest-values fold (ioc/ingest/latest.py) keeps while ingesting.
+        await conn.execute(
+            "INSERT INTO device_latest (device_id, kind, ts, value)"
+            " SELECT DISTINCT ON (device_id, kind) device_id, kind, ts, value FROM events"
+            " ORDER BY device_id, kind, ts DESC")
         if flavour == "timescaledb":
             t0 = time.perf_counter()
             await conn.execute("SELECT count(compress_chunk(c, true)) FROM show_chunks("
