@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import subprocess
@@ -90,6 +91,17 @@ def drain(svc: ServiceProcess, target: int, timeout: float = 900) -> dict:
                        "last": round(rss[-1] / 2**20)}}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (PostgreSQL forks a backend each)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 async def ceilings(dsn: str, items: list[tuple[str, bytes]], batch: int) -> dict:
     msgs = [RawMessage(p, "kafka", key=d.encode()) for d, p in items]
     batches = [decode(msgs[i:i + batch], DecodeLimits(max_event_age_s=10 * 86400)).events
@@ -117,9 +129,16 @@ def bench_kafka(pg: EmbeddedPostgres, n: int, tmp: Path) -> dict:
                                    "IOC_BATCH_MAX": "20000", "IOC_LOG_LEVEL": "WARNING"})
         svc.start()
         try:
+            assert svc.pid is not None and pg.pid is not None
+            cpu0 = cpu_seconds(svc.pid), cpu_seconds(pg.pid)
             result = drain(svc, n)
+            cpu1 = cpu_seconds(svc.pid), cpu_seconds(pg.pid)
         finally:
             svc.stop()
+    # CPU per event says where the time goes even when other jobs share the machine (the
+    # PostgreSQL figure includes autovacuum and anything else the server does meanwhile).
+    result["service_cpu_us_per_event"] = round((cpu1[0] - cpu0[0]) / n * 1e6, 2)
+    result["postgres_cpu_us_per_event"] = round((cpu1[1] - cpu0[1]) / n * 1e6, 2)
     result["produce_events_per_s"] = round(n / produce_s)
     return result
 

@@ -1,6 +1,7 @@
 """Turn transport messages (MQTT, Kafka, HTTP) into a columnar EventBatch plus dead letters.
 
-Every source calls :func:`decode` on a micro-batch of :class:`RawMessage`. The common case
+Every source calls :func:`decode` on a micro-batch of :class:`RawMessage` (Kafka's come as
+:class:`PartitionMessages`, the same held as columns). The common case
 (well-formed JSON that fits the event shape) goes through one typed msgspec decode per
 message and a handful of cached checks per event, appending straight into column lists.
 Only a message the typed decoder refuses takes the slow path: a generic decode (stdlib
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, overload
 
 import msgspec
 import numpy as np
@@ -93,6 +94,48 @@ class RawMessage(NamedTuple):
     key: bytes | None = None  # Kafka key (device_id) if any
 
 
+class PartitionMessages(Sequence[RawMessage]):
+    """Consecutive messages of one Kafka partition, held as columns.
+
+    The Kafka source hands over thousands of messages per poll and the pipeline may hold
+    200k of them: as a RawMessage each, they were most of what the garbage collector
+    traversed (a tuple subclass is never untracked), costing more CPU than decoding. Lists
+    of bytes are not traversed. Indexing builds a RawMessage on demand (dead letters, logs).
+    """
+
+    __slots__ = ("keys", "offsets", "partition", "payloads", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        payloads: list[bytes],
+        keys: list[bytes | None],
+        offsets: list[int],
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.payloads = payloads
+        self.keys = keys
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    @overload
+    def __getitem__(self, index: int) -> RawMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PartitionMessages: ...
+
+    def __getitem__(self, index: int | slice) -> RawMessage | PartitionMessages:
+        if isinstance(index, slice):
+            return PartitionMessages(self.topic, self.partition, self.payloads[index],
+                                     self.keys[index], self.offsets[index])
+        return RawMessage(self.payloads[index], "kafka", self.topic, self.partition,
+                          self.offsets[index], self.keys[index])
+
+
 @dataclass(slots=True, frozen=True)
 class DecodeLimits:
     """What the decoder accepts; events outside become dead letters with the matching reason."""
@@ -120,9 +163,14 @@ def decode(messages: Sequence[RawMessage], limits: DecodeLimits, now_us: int | N
     ``now_us`` (µs since the Unix epoch) anchors the too_old / too_far_future limits; it
     defaults to the wall clock and is a parameter so that tests and replays are reproducible.
     """
-    run = _Run(limits, time.time_ns() // 1000 if now_us is None else now_us)
-    for index, message in enumerate(messages):
-        run.feed(index, message)
+    run = _Run(messages, limits, time.time_ns() // 1000 if now_us is None else now_us)
+    feed = run.feed
+    if type(messages) is PartitionMessages:
+        for index, (payload, key) in enumerate(zip(messages.payloads, messages.keys, strict=True)):
+            feed(index, payload, "kafka", None, key)
+    else:
+        for index, message in enumerate(messages):
+            feed(index, message.payload, message.source, message.topic, message.key)
     return run.result()
 
 
@@ -297,19 +345,22 @@ def _attrs_tree_problem(tree: Any) -> str | None:
     return None
 
 
-def _attrs_text(raw: msgspec.Raw | _Bad, seen: set[str]) -> str | _Bad | None:
+def _attrs_text(raw: msgspec.Raw | _Bad, seen: dict[bytes, str]) -> str | _Bad | None:
     """The attrs JSON text to store, None for null, or why it cannot be stored.
 
-    ``seen`` holds texts already accepted in this call (a station's attrs repeat).
+    ``seen`` maps attrs already accepted to their text: a station's attrs repeat, and
+    looking up the bytes is several times cheaper than decoding non-ASCII UTF-8.
     """
     if type(raw) is _Bad:
         return raw
+    key = bytes(raw)
+    text = seen.get(key)
+    if text is not None:
+        return text
     try:
-        text = str(raw, "utf-8")
+        text = str(key, "utf-8")
     except UnicodeDecodeError:
         return _Bad(SCHEMA, "attrs: not valid UTF-8")
-    if text in seen:
-        return text
     if text[:1] != "{":
         if text == "null":
             return None
@@ -325,12 +376,12 @@ def _attrs_text(raw: msgspec.Raw | _Bad, seen: set[str]) -> str | _Bad | None:
             problem = f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels"
         if problem is not None:
             return _Bad(SCHEMA, problem)
-    if len(seen) < _SEEN_ATTRS_MAX:
-        seen.add(text)
+    if len(key) <= _CACHED_ATTRS_MAX_BYTES:
+        seen[key] = text
     return text
 
 
-_SEEN_ATTRS_MAX = 4096
+_CACHED_ATTRS_MAX_BYTES = 1024
 _RAW_JTYPE = {"[": "array", '"': "string", "t": "boolean", "f": "boolean"}
 
 
@@ -463,7 +514,7 @@ _Row = tuple[str, str, str, int, float, str | None, str | None, int]
 
 
 class _Run:
-    """State of one decode() call: output rows, per-call caches and the current message.
+    """State of one decode() call: output rows, the caches and the current message index.
 
     Events are collected as one tuple per event and split into columns once at the end,
     which is cheaper than eight list appends per event.
@@ -478,7 +529,7 @@ class _Run:
         "max_age_s",
         "max_payload",
         "max_skew_s",
-        "message",
+        "messages",
         "ok_attrs",
         "ok_devices",
         "ok_kinds",
@@ -488,7 +539,8 @@ class _Run:
         "too_old",
     )
 
-    def __init__(self, limits: DecodeLimits, now_us: int) -> None:
+    def __init__(self, messages: Sequence[RawMessage], limits: DecodeLimits, now_us: int) -> None:
+        self.messages = messages
         self.rows: list[_Row] = []  # (device_id, event_id, kind, ts, value, unit, attrs, index)
         self.dead: list[DeadLetter] = []
         self.known = limits.known_devices
@@ -498,13 +550,14 @@ class _Run:
         # Floats, so that an infinite limit simply never triggers.
         self.too_old = now_us - limits.max_event_age_s * 1e6
         self.too_far = now_us + limits.max_future_skew_s * 1e6
-        # Per-call caches of strings already validated: devices, kinds, units and a station's
-        # attrs repeat a lot within a micro-batch.
-        self.ok_devices: set[str] = set()
-        self.ok_kinds: dict[str, bool] = {}  # kind -> is a camera detection
-        self.ok_units: set[str | None] = {None}
-        self.ok_attrs: set[str] = set()
-        self.message = RawMessage(b"", "")
+        # Values already validated: devices, kinds, units and a station's attrs repeat from
+        # call to call (a Kafka poll is a few hundred messages). Shared by all calls, and
+        # emptied when one grows past _CACHE_MAX so that unique values cannot bloat them.
+        _bound_caches()
+        self.ok_devices = _OK_DEVICES
+        self.ok_kinds = _OK_KINDS
+        self.ok_units = _OK_UNITS
+        self.ok_attrs = _OK_ATTRS
         self.index = 0
         self.expect: str | None = None
         self.expect_from = ""
@@ -532,7 +585,7 @@ class _Run:
         )
 
     def reject(self, reason: str, where: str, detail: str) -> None:
-        message = self.message
+        message = self.messages[self.index]
         payload = message.payload
         self.dead.append(
             DeadLetter(
@@ -546,13 +599,12 @@ class _Run:
             )
         )
 
-    def feed(self, index: int, message: RawMessage) -> None:
-        """Decode one message into rows and dead letters."""
-        self.message = message
+    def feed(self, index: int, payload: bytes, source: str, topic: str | None,
+             key: bytes | None) -> None:
+        """Decode message ``index`` of the call into rows and dead letters."""
         self.index = index
         n_rows, n_dead = len(self.rows), len(self.dead)
         try:
-            payload = message.payload
             if len(payload) > self.max_payload:
                 self.reject(
                     TOO_LARGE,
@@ -562,14 +614,12 @@ class _Run:
                 return
             # The device the transport vouches for: the MQTT topic level or the Kafka key.
             self.expect = None
-            source = message.source
             if source == "mqtt":
-                topic = message.topic
                 if topic is not None and topic.startswith(MQTT_TOPIC_PREFIX):
                     self.expect = topic[_PREFIX_LEN:]
                     self.expect_from = "topic"
-            elif source == "kafka" and message.key:
-                self.expect = message.key.decode("utf-8", "replace")
+            elif source == "kafka" and key:
+                self.expect = key.decode("utf-8", "replace")
                 self.expect_from = "key"
             try:
                 top: Any = _MESSAGE_DECODER.decode(payload)
@@ -687,8 +737,11 @@ class _Run:
         event_id = ev.event_id
         if event_id is None:
             event_id = derive_event_id(device, kind, ts_us)  # type: ignore[arg-type]
-        elif (problem := _text_problem(event_id, "event_id", 1, MAX_ID_CHARS)) is not None:
-            self.reject(problem.reason, where, problem.detail)
+        elif not (
+            isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID_CHARS and event_id.isprintable()
+        ):  # the common case inline; _text_problem says what is wrong
+            problem = _text_problem(event_id, "event_id", 1, MAX_ID_CHARS)
+            self.reject(problem.reason, where, problem.detail)  # type: ignore[union-attr]
             return
         unit = ev.unit
         if type(unit) is dict:
@@ -822,6 +875,19 @@ def _units_problem(unit: Any, units: Any, values: dict[str, Any]) -> _Bad | None
 
 
 _TZ_OFFSET_US: dict[Any, int] = {}
+
+_OK_DEVICES: set[str] = set()
+_OK_KINDS: dict[str, bool] = {}  # kind -> is a camera detection
+_OK_UNITS: set[str | None] = {None}
+_OK_ATTRS: dict[bytes, str] = {}  # attrs of at most _CACHED_ATTRS_MAX_BYTES -> text
+_CACHE_MAX = 16384
+
+
+def _bound_caches() -> None:
+    for cache in (_OK_DEVICES, _OK_KINDS, _OK_UNITS, _OK_ATTRS):
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+    _OK_UNITS.add(None)  # no unit is always fine
 
 
 def _offset_us(ts: datetime) -> int:

@@ -17,11 +17,17 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from ioc.ingest.decode import RawMessage
-from ioc.ingest.pipeline import Pipeline
+from ioc.ingest.decode import PartitionMessages
+from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# Records per poll. aiokafka builds a ConsumerRecord object per record before returning any:
+# polled by the tens of thousands they outlive the young GC generations and trigger full
+# collections (measured, same load: 9.5 µs CPU per event at 250, 12.2 at 20000). The
+# pipeline still writes batches of up to batch_max.
+POLL_RECORDS = 250
 
 
 class KafkaSource:
@@ -82,7 +88,7 @@ class KafkaSource:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.pipeline.flush()
+        await self.pipeline.flush(DRAIN_TIMEOUT_S)
         await self._commit_now()
         if self._committer:
             self._committer.cancel()
@@ -108,7 +114,8 @@ class KafkaSource:
                 await self.pipeline.wait_not_full()
                 consumer.resume(*[tp for tp in paused if tp in consumer.assignment()])
             try:
-                data = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                data = await consumer.getmany(timeout_ms=200,
+                                                max_records=min(self.max_records, POLL_RECORDS))
             except KafkaError as exc:
                 log.warning("Kafka fetch failed (%s); retrying", exc)
                 await asyncio.sleep(1)
@@ -116,9 +123,9 @@ class KafkaSource:
             for tp, records in data.items():
                 if not records:
                     continue
-                topic, partition = tp.topic, tp.partition
-                messages = [RawMessage(r.value or b"", "kafka", topic, partition, r.offset, r.key)
-                            for r in records]
+                messages = PartitionMessages(
+                    tp.topic, tp.partition, [r.value or b"" for r in records],
+                    [r.key for r in records], [r.offset for r in records])
                 last = records[-1].offset + 1
                 await self.pipeline.submit(
                     messages, lambda _r, tp=tp, last=last: self._mark_committable(tp, last))
@@ -158,10 +165,7 @@ class KafkaSource:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
-        try:
-            await asyncio.wait_for(self.pipeline.flush(), self.session_timeout_ms / 1000)
-        except TimeoutError:
-            log.warning("pipeline did not drain before revocation of %d partition(s)", len(revoked))
+        await self.pipeline.flush(self.session_timeout_ms / 1000)
         await self._commit_now(only=set(revoked))
         for tp in revoked:
             self._committable.pop(tp, None)

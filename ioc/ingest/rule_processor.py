@@ -8,6 +8,12 @@ pending ``for`` timer nor fires twice. Empty tick batches run the absence timer.
 
 Rule and device changes (file reload, API) are queued and applied at the start of the next
 batch, because the engine must not change between an evaluation and its commit.
+
+The absence timer compares device clocks with "now" minus the pipeline's backlog lag (how far
+the newest event of the latest batch trailed its arrival). While a backlog drains (after an
+outage), every device's clock trails the wall clock by the backlog's age; judging silence by
+the wall clock then would report the whole province offline. Once no batch has arrived for
+``LAG_HOLD_S`` the lag no longer applies: devices that send nothing really are silent.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ioc.storage.rules import delete_states, save_states
 log = logging.getLogger(__name__)
 
 PostCommit = Callable[[], None]
+LAG_HOLD_S = 10.0
 
 
 class AlertSink(Protocol):
@@ -43,6 +50,8 @@ class RuleProcessor:
         self.sink = sink
         self._pending_rules: tuple[Rule, ...] | None = None
         self._pending_devices: list[DeviceMeta] = []
+        self._lag_us = 0
+        self._lag_seen_at = 0.0
 
     def replace_rules(self, rules: Sequence[Rule]) -> None:
         """Use ``rules`` from the next batch on (state of unchanged rules is kept)."""
@@ -69,8 +78,9 @@ class RuleProcessor:
         await self._apply_pending(conn)
         started = time.perf_counter()
         if len(events) == 0:
-            ev = self.engine.check_absent(time.time_ns() // 1000)
+            ev = self.engine.check_absent(self._absence_now_us())
         else:
+            self._note_lag(events, received_at)
             if new_mask.all():
                 batch = RuleBatch(events.device_id, events.kind, events.ts, events.value)
             elif new_mask.any():
@@ -94,3 +104,14 @@ class RuleProcessor:
                 after_sink()
 
         return after_commit
+
+    def _note_lag(self, events: EventBatch, received_at: float) -> None:
+        self._lag_us = max(0, int(received_at * 1e6) - int(events.ts.max()))
+        self._lag_seen_at = time.monotonic()
+
+    def _absence_now_us(self) -> int:
+        """Wall-clock now, less the backlog lag while batches are still arriving."""
+        now = time.time_ns() // 1000
+        if time.monotonic() - self._lag_seen_at < LAG_HOLD_S:
+            return now - self._lag_us
+        return now

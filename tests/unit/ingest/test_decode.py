@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from ioc.ingest.decode import (
+    _CACHE_MAX,
+    _OK_ATTRS,
+    _OK_DEVICES,
     EVENT_ID_NAMESPACE,
     REASONS,
     DecodeLimits,
@@ -545,3 +548,10 @@ def test_empty_call() -> None:
     result = decode([], DecodeLimits(), now_us=NOW_US)
     assert len(result.events) == 0 and result.dead == [] and result.rejected == {}
     assert result.message_index.dtype == np.int32 and result.events.ts.dtype == np.int64
+
+
+def test_validation_caches_shared_by_calls_stay_bounded() -> None:
+    unique = [reading(device_id=f"hg-vt-wl-{i}", attrs={"n": i}) for i in range(_CACHE_MAX + 10)]
+    assert len(run(*unique).events) == len(unique)
+    assert len(run(reading()).events) == 1  # the next call starts from emptied caches
+    assert len(_OK_DEVICES) == 1 and len(_OK_ATTRS) == 1

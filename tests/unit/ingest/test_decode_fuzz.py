@@ -19,6 +19,7 @@ from ioc.ingest.decode import (
     REASONS,
     DecodeLimits,
     DecodeResult,
+    PartitionMessages,
     RawMessage,
     decode,
 )
@@ -190,6 +191,34 @@ def test_near_valid_json_never_raises(
             limits.max_payload_bytes, limits.max_event_age_s, limits.max_future_skew_s, frozenset(DEVICES[:3])
         )
     check_invariants(messages, decode(messages, limits, now_us=NOW_US))
+
+
+@PROFILE
+@given(
+    st.lists(
+        st.tuples(near_valid_payload(), st.none() | st.sampled_from([d.encode() for d in DEVICES])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_partition_columns_decode_like_raw_messages(items: list[tuple[bytes, bytes | None]]) -> None:
+    payloads = [p for p, _ in items]
+    keys = [k for _, k in items]
+    offsets = list(range(500, 500 + len(items)))
+    columns = PartitionMessages("ioc.events", 2, payloads, keys, offsets)
+    messages = [
+        RawMessage(p, "kafka", "ioc.events", 2, o, k)
+        for p, k, o in zip(payloads, keys, offsets, strict=True)
+    ]
+    assert list(columns) == messages and list(columns[1:]) == messages[1:]
+    by_columns = decode(columns, LIMITS, now_us=NOW_US)
+    by_messages = decode(messages, LIMITS, now_us=NOW_US)
+    assert by_columns.dead == by_messages.dead
+    got, want = by_columns.events, by_messages.events
+    assert (got.device_id, got.event_id, got.kind, got.unit, got.attrs) == (
+        want.device_id, want.event_id, want.kind, want.unit, want.attrs)
+    assert got.ts.tolist() == want.ts.tolist() and got.value.tolist() == want.value.tolist()
+    assert by_columns.message_index.tolist() == by_messages.message_index.tolist()
 
 
 # ---- valid input is decoded exactly ----------------------------------------------------------
