@@ -10,18 +10,16 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import ssl
 import threading
 import time
-from urllib.parse import unquote, urlsplit
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ioc.alerts.config import Webhook
+from ioc.mqtt_client import client_from_url
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +92,16 @@ class MqttPublisher:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        parts = urlsplit(self.url)
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=self.client_id, protocol=mqtt.MQTTv311, clean_session=True)
-        if parts.username:
-            client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client, host, port = client_from_url(self.url, self.client_id, protocol=mqtt.MQTTv311,
+                                             clean_session=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_inflight_messages_set(1000)
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        client.connect_async(parts.hostname or "127.0.0.1", port, keepalive=30)
+        client.connect_async(host, port, keepalive=30)
         self._client = client
         client.loop_start()
-        log.info("alert publishing to MQTT %s:%d as %s", parts.hostname, port, self.client_id)
+        log.info("alert publishing to MQTT %s:%d as %s", host, port, self.client_id)
 
     async def stop(self) -> None:
         client, self._client = self._client, None

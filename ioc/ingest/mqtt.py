@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import deque
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -25,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from ioc.ingest.decode import RawMessage
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
+from ioc.mqtt_client import client_from_url
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +63,21 @@ class MqttSource:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        parts = urlsplit(self.url)
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if parts.username:
-            client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client, host, port = client_from_url(self.url, self.client_id, protocol=mqtt.MQTTv5,
+                                             manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.receive_maximum
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        client.connect_async(parts.hostname or "127.0.0.1", port, keepalive=30,
-                             clean_start=False, properties=props)
+        client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
         self._client = client
         client.loop_start()
         self._task = asyncio.create_task(self._drain_loop(), name="mqtt-drain")
         log.info("MQTT source connecting to %s:%d as %s, topic %s, receive maximum %d",
-                 parts.hostname, port, self.client_id, self.topic, self.receive_maximum)
+                 host, port, self.client_id, self.topic, self.receive_maximum)
 
     async def stop(self) -> None:
         """Stop taking messages; the pipeline's flush then acks what was already accepted."""

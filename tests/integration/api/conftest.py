@@ -20,11 +20,11 @@ import pytest
 from ioc.embedded.postgres import EmbeddedPostgres
 from ioc.ingest.latest import LatestValues
 from ioc.storage.batch import EventBatch
-from ioc.storage.keys import create_key
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import create_pool
 from ioc.storage.writer import BatchWriter
 from tests.conftest import new_database
+from tests.support.db import fetch, make_keys
 from tests.support.service import ServiceProcess
 
 DEVICES_YAML = """
@@ -93,20 +93,12 @@ class Api:
                           headers=self.headers(role), timeout=timeout)
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return asyncio.run(_fetch(self.dsn, query, *args))
+        return asyncio.run(fetch(self.dsn, query, *args))
 
     def store(self, batch: EventBatch) -> int:
         """Store events with the production writer (and the service's latest-values fold);
         returns how many were new."""
         return asyncio.run(_store(self.dsn, self.flavour, batch))
-
-
-async def _fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
 
 
 async def _store(dsn: str, flavour: str, batch: EventBatch) -> int:
@@ -123,17 +115,6 @@ async def _store(dsn: str, flavour: str, batch: EventBatch) -> int:
         await pool.close()
 
 
-async def _make_keys(dsn: str) -> dict[str, str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        keys = {}
-        for name, (role, districts) in ROLES.items():
-            keys[name], _ = await create_key(conn, role, name=f"test-{name}", districts=districts)
-        return keys
-    finally:
-        await conn.close()
-
-
 def start_api(server: EmbeddedPostgres, hint: str, tmp: Path, **env: str) -> Api:
     dsn = new_database(server, hint)
     devices = tmp / "devices.yaml"
@@ -141,8 +122,8 @@ def start_api(server: EmbeddedPostgres, hint: str, tmp: Path, **env: str) -> Api
     svc = ServiceProcess(tmp, {"IOC_DATABASE_URL": dsn, "IOC_AUTH": "on",
                                "IOC_DEVICES_FILE": str(devices), **env})
     svc.start()
-    flavour = asyncio.run(_fetch(dsn, "SELECT value FROM schema_meta WHERE key = 'flavour'"))[0][0]
-    return Api(svc, dsn, flavour, asyncio.run(_make_keys(dsn)))
+    flavour = asyncio.run(fetch(dsn, "SELECT value FROM schema_meta WHERE key = 'flavour'"))[0][0]
+    return Api(svc, dsn, flavour, asyncio.run(make_keys(dsn, ROLES)))
 
 
 @pytest.fixture(scope="module")

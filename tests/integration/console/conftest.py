@@ -26,8 +26,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres
-from ioc.storage.keys import create_key
 from tests.conftest import new_database
+from tests.support.db import fetch, make_keys
 from tests.support.service import REPO, ServiceProcess, http
 
 CHROMIUM = "/usr/bin/chromium"
@@ -108,7 +108,7 @@ class Console:
         return self.service.url
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return run(_fetch(self.dsn, query, *args))
+        return run(fetch(self.dsn, query, *args))
 
     def publish(self, payload: dict[str, Any]) -> None:
         """One reading over MQTT, QoS 1, as a field device sends it."""
@@ -139,25 +139,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on a thread of its own: Playwright's sync API owns this thread's event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-async def _fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
-
-
-async def _make_keys(dsn: str) -> dict[str, str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        keys = {}
-        for name, (role, districts) in ROLES.items():
-            keys[name], _ = await create_key(conn, role, name=f"test-{name}", districts=districts)
-        return keys
-    finally:
-        await conn.close()
 
 
 def tide(i: int) -> float:
@@ -214,7 +195,7 @@ def console(pg_server: EmbeddedPostgres, mosquitto: EmbeddedMosquitto, browser: 
         "IOC_RULES_FILE": str(rules),
     })
     service.start()
-    running = Console(service, mosquitto, dsn, browser, run(_make_keys(dsn)))
+    running = Console(service, mosquitto, dsn, browser, run(make_keys(dsn, ROLES)))
     SCREENSHOTS.mkdir(exist_ok=True)
     try:
         seed(running)

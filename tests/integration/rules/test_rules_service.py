@@ -10,10 +10,10 @@ import signal
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.conftest import new_database
+from tests.support.db import fetch
 from tests.support.service import ServiceProcess, http
 
 VN = dt.timezone(dt.timedelta(hours=7))
@@ -40,14 +40,6 @@ def ingest(svc: ServiceProcess, *events: dict) -> dict:
     status, body = http("POST", f"{svc.url}/api/v1/ingest", json.dumps(list(events)).encode())
     assert status == 200, body
     return body
-
-
-async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def states(dsn: str, rule_id: str) -> dict[str, dict]:
