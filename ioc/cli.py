@@ -91,6 +91,35 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(settings: Settings, revoke: int | None) -> list[str]:
+    from ioc.storage.keys import list_keys, revoke_key
+    from ioc.storage.pool import connect
+
+    conn = await connect(settings.database_url)
+    try:
+        if revoke is not None:
+            if not await revoke_key(conn, revoke):
+                raise CommandError(f"no active key with id {revoke}")
+            return [f"revoked key {revoke}"]
+        return ["\t".join([
+            str(r["id"]), f"{r['prefix']}…", r["role"], ",".join(r["districts"] or []) or "-",
+            r["name"] or "-", f"last used {r['last_used_at'] or 'never'}",
+            "revoked" if r["revoked_at"] else "active",
+        ]) for r in await list_keys(conn)]
+    finally:
+        await conn.close()
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    print("\n".join(asyncio.run(_keys(_settings(), None))))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    print("\n".join(asyncio.run(_keys(_settings(), args.id))))
+    return 0
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
     from ioc.rules import check_command
 
@@ -131,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="limit an agency key to these districts")
     p.add_argument("--name", help="who or what the key is for")
     p.set_defaults(func=cmd_keys_create)
+    p = keys.add_parser("list", help="list API keys (id, prefix, role, districts, last use)")
+    p.set_defaults(func=cmd_keys_list)
+    p = keys.add_parser("revoke", help="revoke an API key by id (it stops working within 30 s)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_keys_revoke)
 
     rules = sub.add_parser("rules", help="rule files").add_subparsers(
         dest="rules_command", metavar="ACTION", required=True)

@@ -54,3 +54,16 @@ async def find_key(conn: asyncpg.Connection, key: str) -> ApiKey | None:
 
 async def touch_key(conn: asyncpg.Connection, key_id: int) -> None:
     await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", key_id)
+
+
+async def list_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, name, role, districts, prefix, created_at, last_used_at, revoked_at"
+        " FROM api_keys ORDER BY id")
+
+
+async def revoke_key(conn: asyncpg.Connection, key_id: int) -> bool:
+    """Revoke a key; False when there is no such key or it was revoked already."""
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id)
+    return status.endswith(" 1")
