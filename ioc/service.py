@@ -130,7 +130,7 @@ class Service:
         for source in self.sources:
             await source.start()
         self._tasks.append(asyncio.create_task(self._maintenance(partitions), name="maintenance"))
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         log.info("service started: flavour %s, sources %s, batch max %d / %d ms",
                  self.flavour, [src.name for src in self.sources] or "http only",
