@@ -43,6 +43,7 @@ from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import connect, create_pool
 from ioc.storage.rules import delete_states, latest_ts, list_rules, load_states, sync_file_rules
 from ioc.storage.writer import BatchWriter
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,7 @@ class Service:
             await self.latest.stop()
         if self.alerts:
             await self.alerts.stop()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for pool in (self._api_pool, self._writer_pool):
             if pool:
                 await pool.close()

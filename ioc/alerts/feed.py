@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ioc.metrics import Metrics
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,8 @@ class LiveFeed:
         self._task = asyncio.create_task(self._pump_loop(), name="alerts-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.close_streams()
 
     def close_streams(self) -> None:

@@ -25,6 +25,7 @@ from ioc.alerts.senders import MqttPublisher
 from ioc.alerts.shape import SEVERITIES
 from ioc.metrics import Metrics
 from ioc.rules import Transition
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,8 @@ class Alerts:
                  "on" if self._recorder.mqtt else "off", self._recorder.storm_window_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.notifier.stop()
         await self.feed.stop()
 

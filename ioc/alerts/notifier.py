@@ -42,6 +42,7 @@ import msgspec
 from ioc.alerts.config import NotificationConfig
 from ioc.alerts.senders import MqttPublisher, SendError, WebhookSender
 from ioc.metrics import Metrics
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +162,8 @@ class Notifier:
 
     async def stop(self) -> None:
         """Stop claiming; let sends in flight finish (each is bounded by its timeout)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()))
         await self._webhooks.close()

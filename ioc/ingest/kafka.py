@@ -10,7 +10,6 @@ shutdown the pipeline is flushed and the offsets committed before the partitions
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -20,6 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 from ioc.ingest.decode import PartitionMessages
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +84,10 @@ class KafkaSource:
     async def stop(self) -> None:
         """Stop fetching, let the pipeline commit what it holds, commit offsets, leave the group."""
         self._stopping = True
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.pipeline.flush(DRAIN_TIMEOUT_S)
         await self._commit_now()
-        if self._committer:
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
+        await cancel_and_wait(self._committer)
         if self._consumer:
             await self._consumer.stop()
         self.metrics.source_connected.labels(self.name).set(0)

@@ -9,7 +9,6 @@ at most the last interval's updates, which the devices' next readings repair.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ioc.storage.batch import EventBatch
 from ioc.storage.devices import upsert_latest
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,7 @@ class LatestValues:
         self._task = asyncio.create_task(self._flush_loop(), name="device-latest")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.flush()
 
     async def process(

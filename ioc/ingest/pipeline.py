@@ -31,6 +31,7 @@ from ioc.metrics import Metrics
 from ioc.storage.batch import DeadLetter, EventBatch
 from ioc.storage.errors import PermanentStorageError
 from ioc.storage.writer import BatchWriter, WriteResult
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,7 @@ class Pipeline:
         await self.flush(DRAIN_TIMEOUT_S)
         async with self._changed:
             self._changed.notify_all()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     async def __aenter__(self) -> Pipeline:
