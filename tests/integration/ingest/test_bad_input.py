@@ -43,9 +43,9 @@ async def dead_letters(dsn: str) -> list[asyncpg.Record]:
 def test_every_reason_code_through_mqtt(pg_server, mqtt_broker: EmbeddedMosquitto,
                                         service_factory) -> None:
     dsn = new_database(pg_server, "reasons")
-    service_factory(IOC_DATABASE_URL=dsn, IOC_MQTT_URL=mqtt_broker.url,
-                    IOC_MQTT_CLIENT_ID="ioc-reasons", IOC_REQUIRE_KNOWN_DEVICES="true",
-                    IOC_MAX_PAYLOAD_BYTES="4096").start()
+    svc = service_factory(IOC_DATABASE_URL=dsn, IOC_MQTT_URL=mqtt_broker.url,
+                          IOC_MQTT_CLIENT_ID="ioc-reasons", IOC_REQUIRE_KNOWN_DEVICES="true",
+                          IOC_MAX_PAYLOAD_BYTES="4096").start()
     topic = f"ioc/v1/events/{KNOWN}"
     now = dt.datetime.now(VN)
     bad = {
@@ -79,6 +79,15 @@ def test_every_reason_code_through_mqtt(pg_server, mqtt_broker: EmbeddedMosquitt
         assert row["source"] == "mqtt" and row["topic"] == sent_topic
         assert bytes(row["raw"]) == payload, reason
         assert row["detail"], reason
+    status, metrics = http("GET", f"{svc.url}/metrics")
+    assert status == 200
+    for reason in bad:
+        assert f'ioc_events_rejected_total{{reason="{reason}",source="mqtt"}} 1.0' in metrics
+    assert f"ioc_events_stored_total {float(len(good))}" in metrics
+    for name in ("ioc_events_received_total", "ioc_ingest_batch_rows", "ioc_db_write_seconds",
+                 "ioc_ingest_queue_depth", "ioc_event_lag_seconds", "ioc_rule_eval_seconds",
+                 "ioc_alerts_open", "ioc_source_connected"):
+        assert name in metrics, name
 
 
 def test_http_ingest_answers_after_commit(pg_server, service_factory, tmp_path) -> None:

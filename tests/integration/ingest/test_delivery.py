@@ -16,6 +16,7 @@ from tests.conftest import new_database
 from tests.integration.ingest.conftest import event_ids, wait_for_count
 from tests.support.payloads import as_kafka, as_mqtt, water_levels
 from tests.support.publish import kafka_create_topic, kafka_produce, mqtt_publish
+from tests.support.service import http
 
 
 def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, list[BaseException]]:
@@ -120,6 +121,8 @@ def test_database_down_15s_under_load(mqtt_broker: EmbeddedMosquitto, service_fa
             peak = max(peak, proc.memory_info().rss)
             assert svc.running(), "the service died while the database was down"
             time.sleep(0.5)
+        status, ready = http("GET", f"{svc.url}/readyz", timeout=10)
+        assert status == 503 and ready["checks"]["database"].startswith("unavailable"), ready
         pg.start()
         pub.join(180)
         assert not errors, errors
