@@ -64,7 +64,7 @@ import numpy as np
 from ioc.rules import kernels
 from ioc.rules.codec import rule_fingerprint
 from ioc.rules.kernels import Outcome, Stream, condition_mask
-from ioc.rules.messages import render
+from ioc.rules.messages import render, renderer
 from ioc.rules.model import DeviceMeta, Rule
 from ioc.rules.registry import DeviceRegistry, scope_masks
 from ioc.rules.segments import (
@@ -78,6 +78,22 @@ from ioc.rules.state import Clocks, ClockUpdate, RuleState, StateUpdate
 
 FIRE, CLEAR = 0, 1
 _ACTIONS = ("fire", "clear")
+
+
+def _group_by_slot(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(perm, slots[perm])`` for the stable sort of ``slots`` (non-negative ints).
+
+    Sorting the unique keys ``slot * n + i`` and splitting them again is several
+    times faster than a stable argsort; it falls back to that if keys could overflow.
+    """
+    n = len(slots)
+    if n and int(slots.max()) < (2**62) // n:
+        keys = slots * n + np.arange(n)
+        keys.sort()
+        s_slot, perm = np.divmod(keys, n)
+        return perm, s_slot
+    perm = np.argsort(slots, kind="stable")
+    return perm, slots[perm]
 
 
 class StaleEvaluationError(RuntimeError):
@@ -280,8 +296,7 @@ class RuleEngine:
             # defaults; only their scope needs filling, which is invisible until commit.
             self._ensure_capacity(n0 + len(new_ids))
             self._write_scopes(np.arange(n0, n0 + len(new_ids)), [DeviceMeta(d) for d in new_ids])
-        perm = np.argsort(slots, kind="stable")
-        s_slot = slots[perm]
+        perm, s_slot = _group_by_slot(slots)
         s_ts = batch.ts[perm]
         starts = segment_starts(s_slot)
         ends = segment_ends(starts)
@@ -425,10 +440,21 @@ class RuleEngine:
         index, pos_, action, ts, value, slot = (np.concatenate(c) for c in cols)
         order = np.lexsort((action, pos_, index))
         rows = zip(*(c[order].tolist() for c in (index, pos_, action, ts, value, slot)), strict=True)
-        ev.transitions.extend(
-            self._transition(ev, p, sl, _ACTIONS[a], t, v, str(batch.kind[e]), e)
-            for e, p, a, t, v, sl in rows
-        )
+        # Per-rule parts (ids, severity, message renderer) are looked up once, not per transition.
+        per_rule = {}
+        for p in np.unique(pos_).tolist():
+            rule = self._states[p].rule
+            per_rule[p] = (rule.id, rule.severity, rule.kind, renderer(rule))
+        metas, provisional = self._registry.metas, ev._new_devices
+        n_known = len(metas)
+        kinds = batch.kind
+        append = ev.transitions.append
+        for e, p, a, t, v, sl in rows:
+            rule_id, severity, rule_kind, render_one = per_rule[p]
+            meta = metas[sl] if sl < n_known else DeviceMeta(provisional[sl - n_known])
+            kind = rule_kind or str(kinds[e])
+            append(Transition(rule_id, meta.id, _ACTIONS[a], t, v, severity,
+                              render_one(meta, kind, t, v), kind, e))
 
     def _transition(
         self, ev: Evaluation, pos: int, slot: int, action: str, ts: int, value: float,

@@ -39,9 +39,13 @@ class Stream:
         return len(self.index)
 
     def take(self, mask: np.ndarray) -> Stream:
-        slot = self.slot[mask]
+        """The events where ``mask`` holds (the stream itself when it holds everywhere)."""
+        at = np.flatnonzero(mask)
+        if len(at) == len(mask):
+            return self
+        slot = self.slot[at]
         return Stream(
-            self.index[mask], slot, self.ts[mask], self.value[mask], self.prev[mask],
+            self.index[at], slot, self.ts[at], self.value[at], self.prev[at],
             segment_starts(slot),
         )
 

@@ -61,7 +61,11 @@ class DeviceRegistry:
         slots = np.full(len(text), -1, dtype=np.int64)
         if len(self._keys) and len(text):
             h = _hashes(text)
-            pos = np.minimum(np.searchsorted(self._keys, h), len(self._keys) - 1)
+            # Searching sorted needles is several times faster (the searches share prefixes).
+            order = np.argsort(h)
+            pos = np.empty(len(h), dtype=np.int64)
+            pos[order] = np.searchsorted(self._keys, h[order])
+            np.minimum(pos, len(self._keys) - 1, out=pos)
             cand = self._key_slots[pos]
             found = (self._keys[pos] == h) & (self._id_text[cand] == text)
             slots[found] = cand[found]
