@@ -1,3 +1,4 @@
+
 """The dead_letters table, read side and replay bookkeeping (the writer inserts them)."""
 
 from __future__ import annotations
@@ -6,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 import asyncpg
+
+from ioc.storage.params import Params
 
 _COLUMNS = ('id, received_at, source, topic, "partition", "offset", reason, detail, raw,'
             " replayed_at, replayed_by")
@@ -24,11 +27,7 @@ async def page(conn: asyncpg.Connection, f: DeadLetterFilter, *, before_id: int 
                limit: int) -> tuple[list[asyncpg.Record], int | None]:
     """Newest first by id (ids only grow, so the keyset is stable while new ones arrive)."""
     conds: list[str] = []
-    args: list[object] = []
-
-    def arg(value: object) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    arg = Params()
 
     if f.reasons is not None:
         conds.append(f"reason = ANY({arg(list(f.reasons))}::text[])")
@@ -45,7 +44,7 @@ async def page(conn: asyncpg.Connection, f: DeadLetterFilter, *, before_id: int 
     sql = (f"SELECT {_COLUMNS} FROM dead_letters"
            + (" WHERE " + " AND ".join(conds) if conds else "")
            + f" ORDER BY id DESC LIMIT {arg(limit + 1)}")
-    rows = await conn.fetch(sql, *args)
+    rows = await conn.fetch(sql, *arg.values)
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1]["id"] if more else None)

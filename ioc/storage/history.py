@@ -1,3 +1,4 @@
+
 """Read side of the events table: pages, streamed exports, aggregates, devices, completeness.
 
 Every query is built from fixed SQL fragments with ``$n`` placeholders; filter values only
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+
+from ioc.storage.params import Params
 
 Order = Literal["desc", "asc"]
 Group = Literal["device", "district"]
@@ -37,17 +40,6 @@ def _ts_text(col: str) -> str:
             f"ELSE to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM') END")
 
 
-class _Params:
-    """Collects bind parameters and hands out their placeholders."""
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events a request is about; ``districts`` already includes the caller's scope."""
@@ -58,7 +50,7 @@ class EventFilter:
     start: dt.datetime | None = None  # inclusive
     end: dt.datetime | None = None  # exclusive
 
-    def where(self, p: _Params, alias: str = "e", ts_col: str = "ts") -> list[str]:
+    def where(self, p: Params, alias: str = "e", ts_col: str = "ts") -> list[str]:
         conds = []
         if self.device_ids is not None:
             conds.append(f"{alias}.device_id = ANY({p(list(self.device_ids))}::text[])")
@@ -99,7 +91,7 @@ _CSV_COLUMNS = f"e.event_id, e.device_id, e.kind, {_ts_text('e.ts')}, e.value, e
 
 def _events_sql(f: EventFilter, order: Order, after: EventKey | None, columns: str,
                 limit: int | None) -> tuple[str, list[Any]]:
-    p = _Params()
+    p = Params()
     conds = f.where(p)
     cmp, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
     if after is not None:
@@ -213,7 +205,7 @@ async def cagg_fresh(conn: asyncpg.Connection, view: str, f: EventFilter) -> boo
 
 
 def _aggregate_sql(q: AggregateQuery, source: str | None, max_rows: int) -> tuple[str, list[Any]]:
-    p = _Params()
+    p = Params()
     width = p(dt.timedelta(seconds=BUCKETS[q.bucket]))
     origin = p(BUCKET_ORIGIN)
     key = "d.district" if q.group == "district" else "e.device_id"
@@ -289,7 +281,7 @@ class DeviceFilter:
 
 
 def _devices_sql(f: DeviceFilter, after: str | None, limit: int) -> tuple[str, list[Any]]:
-    p = _Params()
+    p = Params()
     conds = []
     if f.ids is not None:
         conds.append(f"d.id = ANY({p(list(f.ids))}::text[])")
