@@ -1,7 +1,13 @@
 """Turn transport messages (MQTT, Kafka, HTTP) into a columnar EventBatch plus dead letters.
 
 Every source calls :func:`decode` on a micro-batch of :class:`RawMessage` (Kafka's come as
-:class:`PartitionMessages`, the same held as columns). The common case
+:class:`PartitionMessages`, the same held as columns). Nearly all traffic is one event per
+message in the single-reading form with an RFC 3339 ts: such a micro-batch is decoded
+column-wise (:func:`_uniform`) -- one typed msgspec decode per message, then every check
+on whole columns (sets of distinct values, numpy ranges, vectorized timestamps). If any
+message of the call does not fit, or any check fails, the call is decoded message by
+message instead, which gives the exact reasons; the column-wise path only ever accepts what
+that path accepts, with the same columns. Message by message, the common case
 (well-formed JSON that fits the event shape) goes through one typed msgspec decode per
 message and a handful of cached checks per event, appending straight into column lists.
 Only a message the typed decoder refuses takes the slow path: a generic decode (stdlib
@@ -28,12 +34,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, NamedTuple, overload
 
 import msgspec
 import numpy as np
 
+from ioc.ingest.rfc3339 import parse_rfc3339_us
 from ioc.storage.batch import DeadLetter, EventBatch
 
 BAD_JSON = "bad_json"
@@ -163,7 +171,37 @@ def decode(messages: Sequence[RawMessage], limits: DecodeLimits, now_us: int | N
     ``now_us`` (µs since the Unix epoch) anchors the too_old / too_far_future limits; it
     defaults to the wall clock and is a parameter so that tests and replays are reproducible.
     """
-    run = _Run(messages, limits, time.time_ns() // 1000 if now_us is None else now_us)
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    uniform = decode_uniform([messages], limits, now_us)
+    if uniform is not None:
+        return DecodeResult(events=uniform, dead=[],
+                            message_index=np.arange(len(messages), dtype=np.int32), rejected={})
+    return _decode_each(_Run(messages, limits, now_us))
+
+
+def decode_uniform(
+    parts: Sequence[Sequence[RawMessage]], limits: DecodeLimits, now_us: int
+) -> EventBatch | None:
+    """Decode several micro-batches column-wise as one, if every message is one valid event.
+
+    Returns one event per message, in order, or None when any message needs
+    :func:`decode` (which then gives the reasons). Batching a thousand or so messages per
+    call pays for numpy's per-call overhead; far more stops fitting in the CPU caches.
+    """
+    payloads: list[bytes] = []
+    expected: list[str | None] = []
+    for messages in parts:
+        more_payloads, more_expected = _payloads_and_expected(messages)
+        payloads += more_payloads
+        expected += more_expected
+    if not payloads:
+        return None
+    return _uniform(_Run((), limits, now_us), payloads, expected)
+
+
+def _decode_each(run: _Run) -> DecodeResult:
+    """Decode message by message: every reason exact, bad events isolated from good ones."""
+    messages = run.messages
     feed = run.feed
     if type(messages) is PartitionMessages:
         for index, (payload, key) in enumerate(zip(messages.payloads, messages.keys, strict=True)):
@@ -345,7 +383,7 @@ def _attrs_tree_problem(tree: Any) -> str | None:
     return None
 
 
-def _attrs_text(raw: msgspec.Raw | _Bad, seen: dict[bytes, str]) -> str | _Bad | None:
+def _attrs_text(raw: msgspec.Raw | _Bad, seen: dict[bytes, str | None]) -> str | _Bad | None:
     """The attrs JSON text to store, None for null, or why it cannot be stored.
 
     ``seen`` maps attrs already accepted to their text: a station's attrs repeat, and
@@ -879,7 +917,7 @@ _TZ_OFFSET_US: dict[Any, int] = {}
 _OK_DEVICES: set[str] = set()
 _OK_KINDS: dict[str, bool] = {}  # kind -> is a camera detection
 _OK_UNITS: set[str | None] = {None}
-_OK_ATTRS: dict[bytes, str] = {}  # attrs of at most _CACHED_ATTRS_MAX_BYTES -> text
+_OK_ATTRS: dict[bytes, str | None] = {}  # attrs of at most _CACHED_ATTRS_MAX_BYTES -> text
 _CACHE_MAX = 16384
 
 
@@ -888,6 +926,7 @@ def _bound_caches() -> None:
         if len(cache) > _CACHE_MAX:
             cache.clear()
     _OK_UNITS.add(None)  # no unit is always fine
+    _OK_ATTRS[b"null"] = None  # attrs absent or null
 
 
 def _offset_us(ts: datetime) -> int:
@@ -897,3 +936,131 @@ def _offset_us(ts: datetime) -> int:
     if len(_TZ_OFFSET_US) < 4096:
         _TZ_OFFSET_US[ts.tzinfo] = us
     return us
+
+
+class _Flat(msgspec.Struct, gc=False):
+    """One event in the single-reading form with a text ts: what the column-wise path takes.
+
+    ``values`` and ``units`` are typed None so that a message using them fails this decode
+    and is judged message by message (where combining them with kind/value is refused).
+    """
+
+    kind: str
+    ts: str
+    value: float
+    device_id: str | None = None
+    event_id: str | None = None
+    unit: str | None = None
+    attrs: msgspec.Raw = _NULL_RAW
+    values: None = None
+    units: None = None
+
+
+_FLAT_DECODER = msgspec.json.Decoder(_Flat)
+_FLAT_FIELDS = tuple(attrgetter(f) for f in ("device_id", "kind", "ts", "value", "event_id",
+                                             "unit", "attrs"))
+
+
+def _payloads_and_expected(messages: Sequence[RawMessage]) -> tuple[list[bytes], list[str | None]]:
+    """Payloads and, per message, the device the transport vouches for (as :meth:`_Run.feed`)."""
+    if type(messages) is PartitionMessages:
+        keys = messages.keys
+        if all(keys):
+            return messages.payloads, list(map(bytes.decode, keys, repeat("utf-8"), repeat("replace")))
+        return messages.payloads, [k.decode("utf-8", "replace") if k else None for k in keys]
+    expected: list[str | None] = []
+    for m in messages:
+        if m.source == "mqtt":
+            topic = m.topic
+            ok = topic is not None and topic.startswith(MQTT_TOPIC_PREFIX)
+            expected.append(topic[_PREFIX_LEN:] if ok else None)  # type: ignore[index]
+        elif m.source == "kafka" and m.key:
+            expected.append(m.key.decode("utf-8", "replace"))
+        else:
+            expected.append(None)
+    return [m.payload for m in messages], expected
+
+
+def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> EventBatch | None:
+    """The whole call decoded column-wise, or None if any message needs :func:`_decode_each`.
+
+    Accepts exactly what the message-by-message path accepts (one event per message, no dead
+    letters) and builds the same columns; every doubt returns None rather than a reason.
+    """
+    n = len(payloads)
+    if max(map(len, payloads)) > run.max_payload:
+        return None
+    try:
+        flat = list(map(_FLAT_DECODER.decode, payloads))
+    except _DECODE_ERRORS:
+        return None
+    device, kind, ts_text, value_list, event_id, unit, raw_attrs = (
+        list(map(get, flat)) for get in _FLAT_FIELDS
+    )
+    # Devices: given in every payload, each matching what the transport vouches for.
+    if None in device:
+        return None
+    if None in expected:
+        if any(e is not None and e != d for d, e in zip(device, expected, strict=True)):
+            return None
+    elif device != expected:
+        return None
+    distinct = set(device)
+    for new in distinct - run.ok_devices:
+        if _device_problem(new) is not None:
+            return None
+        run.ok_devices.add(new)
+    if run.known is not None and not distinct <= run.known:
+        return None
+    ts = parse_rfc3339_us(ts_text)
+    if ts is None or ts.min() < run.too_old or ts.max() > run.too_far:
+        return None
+    ok_kinds = run.ok_kinds
+    for new in set(kind) - ok_kinds.keys():
+        if _kind_problem(new) is not None:
+            return None
+        ok_kinds[new] = new.startswith(_CAMERA_PREFIX)
+    value = np.array(value_list, dtype=np.float64)
+    if not np.isfinite(value).all():
+        return None
+    if any(ok_kinds[k] for k in set(kind)):
+        camera = np.fromiter(map(ok_kinds.__getitem__, kind), dtype=bool, count=n)
+        if ((value[camera] < 0.0) | (value[camera] > 1.0)).any():
+            return None
+    for new in set(unit) - run.ok_units:
+        if _text_problem(new, "unit", 0, MAX_UNIT_CHARS) is not None:
+            return None
+        run.ok_units.add(new)
+    attrs = _attrs_column(raw_attrs, run.ok_attrs)
+    if attrs is None:
+        return None
+    given = [e for e in event_id if e is not None] if None in event_id else event_id
+    if given and not (
+        min(map(len, given)) > 0 and max(map(len, given)) <= MAX_ID_CHARS
+        and all(map(str.isprintable, given))
+    ):
+        return None
+    if len(given) < n:
+        event_id = [
+            derive_event_id(d, k, t) if e is None else e
+            for d, k, t, e in zip(device, kind, ts.tolist(), event_id, strict=True)
+        ]
+    return EventBatch(device_id=device, event_id=event_id, kind=kind, ts=ts, value=value,
+                      unit=unit, attrs=attrs)
+
+
+def _attrs_column(raw: list[msgspec.Raw], seen: dict[bytes, str | None]) -> list[str | None] | None:
+    """The attrs text of every event (see :func:`_attrs_text`), or None if one is unusable."""
+    texts = list(map(seen.get, map(bytes, raw), repeat(_MISSING)))
+    if _MISSING not in texts:
+        return texts
+    for i, text in enumerate(texts):
+        if text is _MISSING:
+            text = _attrs_text(raw[i], seen)
+            if type(text) is _Bad:
+                return None
+            texts[i] = text
+    return texts
+
+
+_MISSING: Any = object()

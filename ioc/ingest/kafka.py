@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiokafka
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ioc.ingest.decode import PartitionMessages
+from ioc.ingest.kafka_records import installed as lean_installed
+from ioc.ingest.kafka_records import lean_records
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
 from ioc.tasks import cancel_and_wait
@@ -60,6 +63,9 @@ class KafkaSource:
         self._stopping = False
 
     async def start(self) -> None:
+        if not lean_installed():
+            log.warning("aiokafka %s: records come as ConsumerRecords (slower); see "
+                        "ioc/ingest/kafka_records.py", aiokafka.__version__)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
@@ -72,6 +78,7 @@ class KafkaSource:
             max_poll_interval_ms=600_000,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            value_deserializer=lean_records,
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         await consumer.start()

@@ -26,7 +26,7 @@ import asyncpg
 import msgspec
 import numpy as np
 
-from ioc.ingest.decode import DecodeLimits, RawMessage, decode
+from ioc.ingest.decode import DecodeLimits, RawMessage, decode, decode_uniform
 from ioc.metrics import Metrics
 from ioc.storage.batch import DeadLetter, EventBatch
 from ioc.storage.errors import PermanentStorageError
@@ -80,6 +80,24 @@ class _Batch:
     spans: list[tuple[int, int, int, int]]  # per submission: event [a, b), dead [c, d)
     messages: int
     received_at: float
+
+
+# Messages decoded column-wise per call: enough to pay for numpy's per-call overhead, few
+# enough for the decoded objects to stay in the CPU caches (measured: 1,000 beats 250 and 4,000).
+DECODE_GROUP_MESSAGES = 1000
+
+
+def _decode_groups(subs: list[_Submission]) -> list[list[_Submission]]:
+    """Consecutive submissions in groups of about DECODE_GROUP_MESSAGES messages."""
+    groups: list[list[_Submission]] = []
+    size = DECODE_GROUP_MESSAGES
+    for sub in subs:
+        if size + len(sub.messages) > DECODE_GROUP_MESSAGES:
+            groups.append([])
+            size = 0
+        groups[-1].append(sub)
+        size += len(sub.messages)
+    return groups
 
 
 class PipelineClosed(Exception):
@@ -236,13 +254,21 @@ class Pipeline:
         n_events = 0
         now_us = int(time.time() * 1e6)
         limits = self.limits
-        for sub in subs:
-            result = decode(sub.messages, limits, now_us)
-            parts.append(result.events)
-            spans.append((n_events, n_events + len(result.events), len(dead),
-                          len(dead) + len(result.dead)))
-            n_events += len(result.events)
-            dead.extend(result.dead)
+        for group in _decode_groups(subs):
+            uniform = decode_uniform([sub.messages for sub in group], limits, now_us)
+            if uniform is not None:
+                parts.append(uniform)
+                for sub in group:
+                    spans.append((n_events, n_events + len(sub.messages), len(dead), len(dead)))
+                    n_events += len(sub.messages)
+                continue
+            for sub in group:
+                result = decode(sub.messages, limits, now_us)
+                parts.append(result.events)
+                spans.append((n_events, n_events + len(result.events), len(dead),
+                              len(dead) + len(result.dead)))
+                n_events += len(result.events)
+                dead.extend(result.dead)
         for d in dead:
             self.metrics.events_rejected.labels(d.source, d.reason).inc()
         events = parts[0] if len(parts) == 1 else EventBatch.concat(parts)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,10 @@ from ioc.ingest.decode import (
     DecodeResult,
     PartitionMessages,
     RawMessage,
+    _decode_each,
+    _Run,
     decode,
+    decode_uniform,
 )
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone(timedelta(hours=7)))
@@ -267,3 +271,114 @@ def test_valid_events_round_trip_exactly(
     e = result.events
     got = list(zip(e.device_id, e.event_id, e.kind, e.ts.tolist(), e.value.tolist(), strict=True))
     assert got == expected
+
+
+# ---- the column-wise path agrees with the message-by-message one -------------------------------
+
+
+def rarely(draw: st.DrawFn, usual: Any, unusual: list[Any]) -> Any:
+    """``usual`` 97 times in 100, else one of ``unusual``: batches must mostly be clean."""
+    return usual if draw(st.integers(0, 99)) >= 3 else draw(st.sampled_from(unusual))
+
+
+@st.composite
+def rfc3339_texts(draw: st.DrawFn) -> str:
+    """Timestamps in every layout the column-wise parser takes, and near misses it must not."""
+    when = draw(st.datetimes(min_value=datetime(2026, 10, 25), max_value=datetime(2026, 11, 23, 2)))
+    minutes = draw(st.sampled_from([0, 420, -210, 59, 23 * 60 + 59]))
+    local = when + timedelta(minutes=minutes)
+    date = rarely(draw, f"{local:%Y-%m-%d}",
+                  ["2026-02-29", "2024-02-29", "2026-13-01", "2026-11-31", "0000-11-01"])
+    clock = rarely(draw, f"{local:%H:%M:%S}",
+                   ["24:00:00", "23:60:00", "23:59:60", "7:00:00", "07:00:0a"])
+    digits = rarely(draw, draw(st.integers(0, 6)), [7, 8, 9])
+    fraction = ("." + f"{local.microsecond:06d}{draw(st.integers(0, 999)):03d}"[:digits]
+                if digits else draw(st.sampled_from(["", ""])))
+    sign = "-" if minutes < 0 else "+"
+    offset = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    zone = rarely(draw, draw(st.sampled_from(["Z", offset])),
+                  ["z", "-00:00", offset.replace(":", ""), "+24:00", ""])
+    if zone in ("Z", "z"):
+        fixed = f"{when:%Y-%m-%d}"
+        date = fixed if date == f"{local:%Y-%m-%d}" else date
+        clock = f"{when:%H:%M:%S}" if clock == f"{local:%H:%M:%S}" else clock
+    sep = rarely(draw, "T", ["t", " ", "_"])
+    return f"{date}{sep}{clock}{fraction}{zone}"
+
+
+@st.composite
+def uniform_event(draw: st.DrawFn) -> dict[str, Any]:
+    """A single-reading event that is nearly always valid, with one rare flaw of any kind."""
+    kind = draw(st.sampled_from(KINDS))
+    body: dict[str, Any] = {
+        "device_id": draw(st.sampled_from(DEVICES)),
+        "kind": kind,
+        "ts": draw(rfc3339_texts()),
+        "value": draw(st.floats(0, 1) if kind.startswith("camera.") else st.floats(-1e6, 1e6)),
+    }
+    for field, values in (
+        ("event_id", st.from_regex(r"[ -~]{1,40}", fullmatch=True) | st.text(max_size=3)),
+        ("unit", st.sampled_from(["m", "µg/m³", "mm"])),
+        ("attrs", st.sampled_from([{"station": "Cầu Cái Nhúc"}, {"n": 1}, None])),
+    ):
+        if draw(st.booleans()):
+            body[field] = draw(values)
+    flaw = rarely(draw, "none", ["field", "drop", "extra"])
+    if flaw == "field":
+        body[draw(st.sampled_from(sorted(body)))] = draw(json_values)
+    elif flaw == "drop":
+        body.pop(draw(st.sampled_from(sorted(body))))
+    elif flaw == "extra":
+        body[draw(st.sampled_from(["values", "units", "zzz", "unit", "event_id"]))] = draw(
+            json_values)
+    return body
+
+
+@PROFILE
+@given(
+    st.lists(st.tuples(uniform_event(), st.sampled_from(["key", "none", "other"])),
+             min_size=1, max_size=8),
+    st.sampled_from(["kafka", "mqtt", "http"]),
+    st.booleans(),
+)
+def test_column_wise_decode_equals_message_by_message(
+    items: list[tuple[dict[str, Any], str]], source: str, registry: bool
+) -> None:
+    messages = []
+    for i, (body, vouch) in enumerate(items):
+        named = body.get("device_id")
+        device = named if isinstance(named, str) and vouch == "key" else DEVICES[i % 2]
+        payload = json.dumps(body, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
+        if source == "kafka":
+            messages.append(RawMessage(payload, source, "ioc.events", 0, i,
+                                       None if vouch == "none" else device.encode()))
+        elif source == "mqtt":
+            messages.append(RawMessage(payload, source, f"{MQTT_TOPIC_PREFIX}{device}", offset=i))
+        else:
+            messages.append(RawMessage(payload, source, offset=i))
+    limits = LIMITS
+    if registry:
+        limits = DecodeLimits(max_event_age_s=LIMITS.max_event_age_s,
+                              known_devices=frozenset(DEVICES[:3]))
+    got = decode(messages, limits, now_us=NOW_US)
+    want = _decode_each(_Run(messages, limits, NOW_US))
+    assert got.dead == want.dead and got.rejected == want.rejected
+    g, w = got.events, want.events
+    assert (g.device_id, g.event_id, g.kind, g.unit, g.attrs) == (
+        w.device_id, w.event_id, w.kind, w.unit, w.attrs)
+    assert g.ts.tolist() == w.ts.tolist() and g.value.tolist() == w.value.tolist()
+    assert got.message_index.tolist() == want.message_index.tolist()
+    assert got.events.ts.dtype == np.int64 and got.events.value.dtype == np.float64
+
+
+def test_a_batch_of_valid_events_is_decoded_column_wise() -> None:
+    bodies = [{"device_id": DEVICES[i % 3], "kind": KINDS[i % 3], "value": i * 0.5,
+               "ts": f"2026-11-23T07:{i:02d}:00.{i:03d}+07:00", "unit": "m",
+               "attrs": {"station": "Cầu Cái Nhúc"}} for i in range(40)]
+    messages = [RawMessage(json.dumps(b).encode(), "kafka", "ioc.events", 0, i,
+                           DEVICES[i % 3].encode()) for i, b in enumerate(bodies)]
+    events = decode_uniform([messages[:15], messages[15:]], LIMITS, NOW_US)
+    assert events is not None and len(events) == 40
+    want = _decode_each(_Run(messages, LIMITS, NOW_US)).events
+    assert events.event_id == want.event_id and events.ts.tolist() == want.ts.tolist()
+    assert decode_uniform([[*messages, RawMessage(b"{", "kafka")]], LIMITS, NOW_US) is None
