@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import attrgetter
 
 import aiokafka
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # collections (measured, same load: 9.5 µs CPU per event at 250, 12.2 at 20000). The
 # pipeline still writes batches of up to batch_max.
 POLL_RECORDS = 250
+_VALUE, _KEY, _OFFSET = attrgetter("value"), attrgetter("key"), attrgetter("offset")
 
 
 class KafkaSource:
@@ -124,9 +126,11 @@ class KafkaSource:
             for tp, records in data.items():
                 if not records:
                     continue
-                messages = PartitionMessages(
-                    tp.topic, tp.partition, [r.value or b"" for r in records],
-                    [r.key for r in records], [r.offset for r in records])
+                payloads = list(map(_VALUE, records))
+                if None in payloads:  # tombstones: empty payloads, dead-lettered as bad_json
+                    payloads = [p or b"" for p in payloads]
+                messages = PartitionMessages(tp.topic, tp.partition, payloads,
+                                             list(map(_KEY, records)), list(map(_OFFSET, records)))
                 last = records[-1].offset + 1
                 await self.pipeline.submit(
                     messages, lambda _r, tp=tp, last=last: self._mark_committable(tp, last))
