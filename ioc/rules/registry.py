@@ -9,6 +9,7 @@ registering 100k devices under 100 rules stays fast.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -29,12 +30,18 @@ def _hashes(ids: np.ndarray) -> np.ndarray:
     return codes @ np.resize(_MULTIPLIERS, width)
 
 
+DICT_LOOKUP_MAX_DEVICES = 30_000  # beyond, the vectorized lookup wins (see DeviceRegistry)
+
+
 class DeviceRegistry:
     """Committed devices, in slot order. Slots are never reused or reordered.
 
-    Interning a batch is vectorized: ids are hashed as a numpy array, looked up
-    in a sorted hash index and verified by string comparison; only misses
-    (new devices, or a hash collision) go through the dict.
+    Interning a batch: while the registry is small, one C-level dict lookup per event
+    (``map`` over ``index.get``), the cheapest while the dict stays in the CPU caches.
+    For large fleets (or numpy text input) it is vectorized: ids are hashed as a numpy
+    array, looked up in a sorted hash index and verified by string comparison; only
+    misses (new devices, or a hash collision) go through the dict. Measured on batches
+    of 20k fresh strings: 2k devices 0.05 vs 0.24 µs/event, 100k devices 0.25 vs 0.24.
     """
 
     def __init__(self) -> None:
@@ -55,6 +62,10 @@ class DeviceRegistry:
         Unknown ids get provisional slots ``len(self)...`` in that order; they
         become real only when :meth:`add` is called with them (on commit).
         """
+        if len(self.ids) <= DICT_LOOKUP_MAX_DEVICES and not isinstance(device_ids, np.ndarray):
+            slots = np.fromiter(map(self.index.get, device_ids, repeat(-1)), dtype=np.int64,
+                                count=len(device_ids))
+            return self._provisional(device_ids, slots)
         text = np.asarray(device_ids)
         if text.dtype.kind != "U":
             text = text.astype(str)
@@ -69,10 +80,16 @@ class DeviceRegistry:
             cand = self._key_slots[pos]
             found = (self._keys[pos] == h) & (self._id_text[cand] == text)
             slots[found] = cand[found]
+        return self._provisional(text, slots)
+
+    def _provisional(
+        self, device_ids: Sequence[str] | np.ndarray, slots: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        """Fill the slots not found (-1) from the dict, or with provisional slots."""
         missing = np.flatnonzero(slots < 0)
         if not len(missing):
             return slots, []
-        ids = text[missing].tolist()
+        ids = [str(device_ids[i]) for i in missing.tolist()]
         known = [self.index.get(d, -1) for d in ids]
         new_ids = list(dict.fromkeys(d for d, k in zip(ids, known, strict=True) if k < 0))
         local = {d: len(self.ids) + j for j, d in enumerate(new_ids)}

@@ -276,7 +276,11 @@ def test_large_batch_matches_small_cuts_with_many_devices() -> None:
     assert run(rule, events, lateness=10, cuts=tuple(range(0, n, 437))) == whole
 
 
-def test_device_lookup_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dict_max", [-1, 10**6], ids=["vectorized", "dict"])
+def test_device_lookup_survives_hash_collisions(
+    monkeypatch: pytest.MonkeyPatch, dict_max: int
+) -> None:
+    monkeypatch.setattr("ioc.rules.registry.DICT_LOOKUP_MAX_DEVICES", dict_max)
     monkeypatch.setattr("ioc.rules.registry._hashes", lambda ids: np.zeros(len(ids), np.uint64))
     engine = RuleEngine(rules("  - id: any\n    when: {op: '>', value: 5}\n"), DEVICES)
     ev = engine.evaluate(batch([("nb-1", "x", 0, 9.0), ("vt-1", "x", 0, 1.0), ("new", "x", 0, 9.0)]))
