@@ -37,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.common import bare_copy_rate, naive_idempotent_rate, write_result
+from bench.common import bare_copy_rate, checkpoint, naive_idempotent_rate, write_result
 from ioc.devices import load_devices_file
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
@@ -137,6 +137,7 @@ def bench_kafka(pg: EmbeddedPostgres, n: int, tmp: Path) -> dict:
         asyncio.run(kafka_produce(kafka.bootstrap, topic, items))
         produce_s = time.monotonic() - t
         dsn = pg.create_database("bench_kafka")
+        asyncio.run(checkpoint(dsn))
         svc = ServiceProcess(tmp, {"IOC_DATABASE_URL": dsn, "IOC_KAFKA_BOOTSTRAP": kafka.bootstrap,
                                    "IOC_KAFKA_TOPIC": topic, "IOC_KAFKA_GROUP": "bench",
                                    "IOC_BATCH_MAX": "20000", "IOC_LOG_LEVEL": "WARNING"})
@@ -221,6 +222,7 @@ def bench_mqtt(pg: EmbeddedPostgres, n: int, tmp: Path) -> dict:
         bare = bare_subscriber(broker, "bench-bare", n)
         mosquitto_backlog(broker, "bench-ioc", items)
         dsn = pg.create_database("bench_mqtt")
+        asyncio.run(checkpoint(dsn))
         svc = ServiceProcess(tmp, {"IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": broker.url,
                                    "IOC_MQTT_CLIENT_ID": "bench-ioc", "IOC_LOG_LEVEL": "WARNING"})
         svc.start()

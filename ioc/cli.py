@@ -56,10 +56,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 async def _serve(settings: Settings) -> None:
     from ioc.api.app import create_app
     from ioc.api.server import make_server
-    from ioc.service import Service
+    from ioc.service import Service, tune_garbage_collector
 
     service = Service(settings)
     await service.start()
+    tune_garbage_collector()
     try:
         await make_server(create_app(settings, service), settings,
                           on_exit=service.close_streams).serve()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -48,6 +49,18 @@ from ioc.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 STARTUP_DB_WAIT_S = 60.0
+# Allocations between young-generation collections (CPython's default is 700). Every Kafka
+# record and decoded event is a tracked object, mostly dead within one batch: at the default
+# the collector took 0.4 µs per event (measured with gc.callbacks while draining 600k
+# events), at 10,000 under 0.1, with the same RSS.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often, and never again scan what exists once the service is up."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 MAINTENANCE_INTERVAL_S = 3600.0
 
 

@@ -108,20 +108,22 @@ class BatchWriter:
         what = f"write batch ({n} events, {len(dead)} dead letters)"
 
         async def attempt() -> WriteResult:
+            # A loop, not a recursive call: a closure that refers to itself is a reference
+            # cycle, which kept every batch's columns alive until the next full collection.
             nonlocal fast
-            missing = self._partitions.missing_days(events.ts)
-            if missing:
-                async with self._pool.acquire() as conn:
-                    await self._partitions.ensure(conn, missing)
-            try:
-                return await self._transaction(events, dead, in_transaction, fast)
-            except _Replay:
-                fast = False
-                return await self._transaction(events, dead, in_transaction, fast)
-            except _MissingPartition:
-                async with self._pool.acquire() as conn:
-                    await self._partitions.load(conn)
-                return await attempt()
+            while True:
+                missing = self._partitions.missing_days(events.ts)
+                if missing:
+                    async with self._pool.acquire() as conn:
+                        await self._partitions.ensure(conn, missing)
+                try:
+                    return await self._transaction(events, dead, in_transaction, fast)
+                except _Replay:
+                    fast = False
+                    return await self._transaction(events, dead, in_transaction, fast)
+                except _MissingPartition:
+                    async with self._pool.acquire() as conn:
+                        await self._partitions.load(conn)
 
         return await retry_transient(attempt, what=what, on_retry=self._on_retry)
 
