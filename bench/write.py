@@ -35,6 +35,8 @@ async def writer_rate(dsn: str, flavour: str, batches: list, replay: bool = Fals
         if replay:
             for b in batches:
                 await writer.write(b)
+        async with pool.acquire() as conn:
+            await conn.execute("CHECKPOINT")  # as before every timed run (bench/common.py)
         start = time.perf_counter()
         for b in batches:
             await writer.write(b)

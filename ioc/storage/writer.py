@@ -172,10 +172,13 @@ class BatchWriter:
 
     async def _copy_events(self, conn: asyncpg.Connection, events: EventBatch) -> np.ndarray:
         try:
-            await conn.copy_to_table("events", source=encode_events(events),
-                                     columns=COPY_COLUMNS, format="binary")
+            await conn.copy_to_table(self._partitions.copy_target(events.ts),
+                                     source=encode_events(events), columns=COPY_COLUMNS,
+                                     format="binary")
         except asyncpg.UniqueViolationError as exc:
             raise _Replay from exc
+        except asyncpg.UndefinedTableError as exc:  # the day's partition was just dropped
+            raise _MissingPartition from exc
         except asyncpg.CheckViolationError as exc:
             if "no partition" in str(exc):
                 raise _MissingPartition from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import asyncpg
@@ -93,6 +94,32 @@ async def test_event_for_a_day_without_partition(flavour_dsn: str) -> None:
         got = await pool.fetchval("SELECT count(*) FROM events WHERE event_id = ANY($1::text[])",
                                   batch.event_id)
         assert got == 6
+    finally:
+        await pool.close()
+
+
+def test_copy_target_is_the_day_partition_when_the_batch_has_one_day() -> None:
+    partitions = PartitionManager("postgres")
+    day = 20_000  # 2024-10-04
+    partitions._days = {day, day + 1}
+    at = day * DAY_US + np.array([5, 86_399_999_999])
+    assert partitions.copy_target(at) == "events_p20241004"
+    assert partitions.copy_target(at + 5) == "events"  # spans midnight
+    assert partitions.copy_target(at + 10 * DAY_US) == "events"  # day not known
+    assert PartitionManager("timescaledb").copy_target(at) == "events"
+
+
+async def test_a_dropped_partition_is_recreated_and_the_batch_stored(database: str) -> None:
+    pool, writer = await open_writer(database)
+    try:
+        when = int(time.time() * 1e6) - 3 * DAY_US
+        await writer.write(make_batch(2, start_us=when, seed=6))
+        day = dt.datetime.fromtimestamp(when / 1e6, dt.UTC).strftime("%Y%m%d")
+        await pool.execute(f"DROP TABLE events_p{day}")  # e.g. by retention, meanwhile
+        batch = make_batch(4, start_us=when, seed=7)
+        assert (await writer.write(batch)).new == 4
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE event_id = ANY($1::text[])",
+                                   batch.event_id) == 4
     finally:
         await pool.close()
 
