@@ -313,7 +313,9 @@ def uniform_event(draw: st.DrawFn) -> dict[str, Any]:
     body: dict[str, Any] = {
         "device_id": draw(st.sampled_from(DEVICES)),
         "kind": kind,
-        "ts": draw(rfc3339_texts()),
+        "ts": draw(rfc3339_texts()) if draw(st.booleans()) else rarely(
+            draw, draw(st.integers(NOW_US // 1000 - 20 * 86400_000, NOW_US // 1000 + 3000_000)),
+            [2**63, -(2**70), 253_402_300_800_000, -62_135_596_800_001, 0]),
         "value": draw(st.floats(0, 1) if kind.startswith("camera.") else st.floats(-1e6, 1e6)),
     }
     for field, values in (
