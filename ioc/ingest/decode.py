@@ -917,12 +917,13 @@ _TZ_OFFSET_US: dict[Any, int] = {}
 _OK_DEVICES: set[str] = set()
 _OK_KINDS: dict[str, bool] = {}  # kind -> is a camera detection
 _OK_UNITS: set[str | None] = {None}
+_CANONICAL: dict[str | None, str | None] = {}  # the shared object of each device, kind, unit
 _OK_ATTRS: dict[bytes, str | None] = {}  # attrs of at most _CACHED_ATTRS_MAX_BYTES -> text
 _CACHE_MAX = 16384
 
 
 def _bound_caches() -> None:
-    for cache in (_OK_DEVICES, _OK_KINDS, _OK_UNITS, _OK_ATTRS):
+    for cache in (_OK_DEVICES, _OK_KINDS, _OK_UNITS, _OK_ATTRS, _CANONICAL):
         if len(cache) > _CACHE_MAX:
             cache.clear()
     _OK_UNITS.add(None)  # no unit is always fine
@@ -1016,18 +1017,20 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
     if ts is None or ts.min() < run.too_old or ts.max() > run.too_far:
         return None
     ok_kinds = run.ok_kinds
-    for new in set(kind) - ok_kinds.keys():
+    kinds = set(kind)
+    for new in kinds - ok_kinds.keys():
         if _kind_problem(new) is not None:
             return None
         ok_kinds[new] = new.startswith(_CAMERA_PREFIX)
     value = np.array(value_list, dtype=np.float64)
     if not np.isfinite(value).all():
         return None
-    if any(ok_kinds[k] for k in set(kind)):
+    if any(ok_kinds[k] for k in kinds):
         camera = np.fromiter(map(ok_kinds.__getitem__, kind), dtype=bool, count=n)
         if ((value[camera] < 0.0) | (value[camera] > 1.0)).any():
             return None
-    for new in set(unit) - run.ok_units:
+    units = set(unit)
+    for new in units - run.ok_units:
         if _text_problem(new, "unit", 0, MAX_UNIT_CHARS) is not None:
             return None
         run.ok_units.add(new)
@@ -1045,8 +1048,14 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
             derive_event_id(d, k, t) if e is None else e
             for d, k, t, e in zip(device, kind, ts.tolist(), event_id, strict=True)
         ]
-    return EventBatch(device_id=device, event_id=event_id, kind=kind, ts=ts, value=value,
-                      unit=unit, attrs=attrs)
+    # One shared object per distinct device, kind and unit: the passes that follow (rules,
+    # latest values, the COPY encoder) then read a few hot strings with cached hashes
+    # instead of one scattered fresh string per event.
+    _CANONICAL.update((v, v) for v in (distinct | kinds | units) - _CANONICAL.keys())
+    get = _CANONICAL.get
+    return EventBatch(device_id=list(map(get, device, device)), event_id=event_id,
+                      kind=list(map(get, kind, kind)), ts=ts, value=value,
+                      unit=list(map(get, unit, unit)), attrs=attrs)
 
 
 def _ts_column(ts: list[str | int]) -> np.ndarray | None:
