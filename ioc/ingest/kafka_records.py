@@ -2,7 +2,8 @@
 
 aiokafka wraps every fetched record in a ConsumerRecord dataclass of eleven fields, one
 Python-level generator step at a time, and the source takes each apart into columns at
-once: about 1.5 µs per event, a quarter of the service's CPU when draining a backlog. For
+once. Consuming cost 0.97 µs CPU per record that way and costs 0.48 here (measured on the
+same 200k-record backlog, polls of 250), a tenth of the service's CPU per event. For
 consumers created with ``value_deserializer=lean_records`` (and the default
 read_uncommitted isolation) the fetcher instead hands over its own record objects
 (``offset``, ``key``, ``value``, ``timestamp``, ``headers``: the attributes the source
