@@ -56,10 +56,10 @@ async def kafka_create_topic(bootstrap: str, topic: str, partitions: int = 4) ->
 
 
 async def kafka_produce(bootstrap: str, topic: str, messages: Sequence[tuple[str, bytes]],
-                        *, rate: float | None = None) -> None:
+                        *, rate: float | None = None, compression: str | None = None) -> None:
     """Keyed by device id, acks=all; returns once every message is acknowledged."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                enable_idempotence=False)
+                                enable_idempotence=False, compression_type=compression)
     await producer.start()
     try:
         start = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
@@ -31,16 +32,17 @@ async def _consume(bootstrap: str, topic: str, **options: object) -> list:
     return got
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])
 def test_lean_consumer_gets_every_record_once_and_others_keep_consumer_records(
-    kafka: EmbeddedKafka,
+    kafka: EmbeddedKafka, compression: str | None
 ) -> None:
     assert installed()
-    topic = "lean.records"
+    topic = f"lean.records.{compression}"
     items = [(f"dev-{i % 7}", f'{{"n":{i}}}'.encode()) for i in range(N)]
 
     async def scenario() -> tuple[list, list]:
         await kafka_create_topic(kafka.bootstrap, topic, partitions=2)
-        await kafka_produce(kafka.bootstrap, topic, items)
+        await kafka_produce(kafka.bootstrap, topic, items, compression=compression)
         lean = await _consume(kafka.bootstrap, topic, value_deserializer=lean_records)
         plain = await _consume(kafka.bootstrap, topic)
         return lean, plain
