@@ -651,14 +651,7 @@ class _Run:
                 )
                 return
             # The device the transport vouches for: the MQTT topic level or the Kafka key.
-            self.expect = None
-            if source == "mqtt":
-                if topic is not None and topic.startswith(MQTT_TOPIC_PREFIX):
-                    self.expect = topic[_PREFIX_LEN:]
-                    self.expect_from = "topic"
-            elif source == "kafka" and key:
-                self.expect = key.decode("utf-8", "replace")
-                self.expect_from = "key"
+            self.expect, self.expect_from = _vouched_device(source, topic, key)
             try:
                 top: Any = _MESSAGE_DECODER.decode(payload)
             except _DECODE_ERRORS:
@@ -963,23 +956,23 @@ _FLAT_FIELDS = tuple(attrgetter(f) for f in ("device_id", "kind", "ts", "value",
 
 
 def _payloads_and_expected(messages: Sequence[RawMessage]) -> tuple[list[bytes], list[str | None]]:
-    """Payloads and, per message, the device the transport vouches for (as :meth:`_Run.feed`)."""
+    """Payloads and, per message, the device the transport vouches for."""
     if type(messages) is PartitionMessages:
         keys = messages.keys
         if all(keys):
             return messages.payloads, list(map(bytes.decode, keys, repeat("utf-8"), repeat("replace")))
         return messages.payloads, [k.decode("utf-8", "replace") if k else None for k in keys]
-    expected: list[str | None] = []
-    for m in messages:
-        if m.source == "mqtt":
-            topic = m.topic
-            ok = topic is not None and topic.startswith(MQTT_TOPIC_PREFIX)
-            expected.append(topic[_PREFIX_LEN:] if ok else None)  # type: ignore[index]
-        elif m.source == "kafka" and m.key:
-            expected.append(m.key.decode("utf-8", "replace"))
-        else:
-            expected.append(None)
-    return [m.payload for m in messages], expected
+    return ([m.payload for m in messages],
+            [_vouched_device(m.source, m.topic, m.key)[0] for m in messages])
+
+
+def _vouched_device(source: str, topic: str | None, key: bytes | None) -> tuple[str | None, str]:
+    """The device the transport vouches for (MQTT topic level, Kafka key) and where from."""
+    if source == "mqtt" and topic is not None and topic.startswith(MQTT_TOPIC_PREFIX):
+        return topic[_PREFIX_LEN:], "topic"
+    if source == "kafka" and key:
+        return key.decode("utf-8", "replace"), "key"
+    return None, ""
 
 
 def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> EventBatch | None:
