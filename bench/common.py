@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 
 from ioc.storage.batch import EventBatch
+from ioc.storage.copy_binary import COLUMNS
 from ioc.storage.pool import PG_EPOCH_US
-from ioc.storage.writer import COPY_COLUMNS
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,7 +46,7 @@ async def bare_copy_rate(conn: asyncpg.Connection, batches: list[EventBatch]) ->
     start = time.perf_counter()
     for b in batches:
         async with conn.transaction():
-            await conn.copy_records_to_table("bench_bare", records=records(b), columns=COPY_COLUMNS)
+            await conn.copy_records_to_table("bench_bare", records=records(b), columns=COLUMNS)
     rate = sum(len(b) for b in batches) / (time.perf_counter() - start)
     await conn.execute("DROP TABLE bench_bare")
     return rate
@@ -63,7 +63,7 @@ async def naive_idempotent_rate(conn: asyncpg.Connection, batches: list[EventBat
     for b in batches:
         async with conn.transaction():
             await conn.copy_records_to_table("bench_stage", records=records(b),
-                                             columns=COPY_COLUMNS)
+                                             columns=COLUMNS)
             await conn.execute("INSERT INTO bench_naive SELECT * FROM bench_stage "
                                "ON CONFLICT DO NOTHING")
     rate = sum(len(b) for b in batches) / (time.perf_counter() - start)

@@ -27,7 +27,6 @@ from ioc.storage.partitions import PartitionManager
 
 log = logging.getLogger(__name__)
 
-COPY_COLUMNS = list(COLUMNS)
 DEAD_COLUMNS = ["source", "topic", "partition", "offset", "reason", "detail", "raw"]
 
 _STAGE_DDL = """
@@ -173,7 +172,7 @@ class BatchWriter:
     async def _copy_events(self, conn: asyncpg.Connection, events: EventBatch) -> np.ndarray:
         try:
             await conn.copy_to_table(self._partitions.copy_target(events.ts),
-                                     source=encode_events(events), columns=COPY_COLUMNS,
+                                     source=encode_events(events), columns=COLUMNS,
                                      format="binary")
         except asyncpg.UniqueViolationError as exc:
             raise _Replay from exc
@@ -188,7 +187,7 @@ class BatchWriter:
     async def _insert_new_events(self, conn: asyncpg.Connection, events: EventBatch) -> np.ndarray:
         await conn.execute(_STAGE_DDL)
         await conn.copy_to_table("ioc_stage", source=encode_events(events, ordinal=True),
-                                 columns=["ord", *COPY_COLUMNS], format="binary")
+                                 columns=["ord", *COLUMNS], format="binary")
         try:
             rows = await conn.fetch(_STAGE_INSERT)
         except asyncpg.CheckViolationError as exc:
