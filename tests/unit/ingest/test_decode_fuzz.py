@@ -306,6 +306,21 @@ def rfc3339_texts(draw: st.DrawFn) -> str:
     return f"{date}{sep}{clock}{fraction}{zone}"
 
 
+def nested(depth: int) -> dict[str, Any]:
+    return {"a": nested(depth - 1)} if depth > 1 else {}
+
+
+# Attrs seen for the first time (a camera's detections), checked together by the column-wise
+# path: any JSON inside (NUL, lone surrogates, NaN), and bracket counts around the depth limit.
+fresh_attrs = (
+    st.dictionaries(st.text("ab", max_size=3), st.integers() | st.text("xỵ/\\\"", max_size=4),
+                    max_size=3)
+    | st.dictionaries(st.text(max_size=6), json_values, max_size=3)
+    | st.integers(15, 18).map(nested)
+    | st.integers(10, 20).map(lambda n: {"boxes": [{"i": i} for i in range(n)]})
+)
+
+
 @st.composite
 def uniform_event(draw: st.DrawFn) -> dict[str, Any]:
     """A single-reading event that is nearly always valid, with one rare flaw of any kind."""
@@ -321,7 +336,7 @@ def uniform_event(draw: st.DrawFn) -> dict[str, Any]:
     for field, values in (
         ("event_id", st.from_regex(r"[ -~]{1,40}", fullmatch=True) | st.text(max_size=3)),
         ("unit", st.sampled_from(["m", "µg/m³", "mm"])),
-        ("attrs", st.sampled_from([{"station": "Cầu Cái Nhúc"}, {"n": 1}, None])),
+        ("attrs", st.sampled_from([{"station": "Cầu Cái Nhúc"}, {"n": 1}, None]) | fresh_attrs),
     ):
         if draw(st.booleans()):
             body[field] = draw(values)
@@ -371,6 +386,23 @@ def test_column_wise_decode_equals_message_by_message(
     assert g.ts.tolist() == w.ts.tolist() and g.value.tolist() == w.value.tolist()
     assert got.message_index.tolist() == want.message_index.tolist()
     assert got.events.ts.dtype == np.int64 and got.events.value.dtype == np.float64
+
+
+@PROFILE
+@given(st.lists(st.none() | st.just({"station": "Cầu Cái Nhúc"}) | fresh_attrs, min_size=1,
+                max_size=12))
+def test_column_wise_attrs_equal_message_by_message(attrs: list[Any]) -> None:
+    """Batches valid but for their attrs, so that most reach the column-wise attrs checks."""
+    messages = [
+        RawMessage(json.dumps({"device_id": DEVICES[0], "kind": "water_level", "value": 1.0,
+                               "ts": NOW_US // 1000 - i, "attrs": a}, ensure_ascii=False,
+                              allow_nan=True).encode("utf-8", "surrogatepass"), "http", offset=i)
+        for i, a in enumerate(attrs)
+    ]
+    got = decode(messages, LIMITS, now_us=NOW_US)
+    want = _decode_each(_Run(messages, LIMITS, NOW_US))
+    assert got.dead == want.dead and got.events.attrs == want.events.attrs
+    assert got.message_index.tolist() == want.message_index.tolist()
 
 
 def test_a_batch_of_valid_events_is_decoded_column_wise() -> None:
