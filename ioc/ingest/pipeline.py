@@ -29,6 +29,7 @@ import numpy as np
 from ioc.ingest.decode import DecodeLimits, RawMessage, decode, decode_uniform
 from ioc.metrics import Metrics
 from ioc.storage.batch import DeadLetter, EventBatch
+from ioc.storage.copy_binary import encode_events
 from ioc.storage.errors import PermanentStorageError
 from ioc.storage.writer import BatchWriter, WriteResult
 from ioc.tasks import cancel_and_wait
@@ -80,6 +81,7 @@ class _Batch:
     spans: list[tuple[int, int, int, int]]  # per submission: event [a, b), dead [c, d)
     messages: int
     received_at: float
+    copy_data: memoryview | None = None  # the events' COPY data, encoded in the decode stage
 
 
 # Messages decoded column-wise per call: enough to pay for numpy's per-call overhead, few
@@ -98,6 +100,18 @@ def _decode_groups(subs: list[_Submission]) -> list[list[_Submission]]:
         groups[-1].append(sub)
         size += len(sub.messages)
     return groups
+
+
+async def _yield_to_woken_tasks() -> None:
+    """Let the tasks that I/O wakes meanwhile run before the caller goes on.
+
+    A database reply read in one loop iteration wakes its task only in the next, behind
+    what was already ready: after a single ``sleep(0)`` the decode loop ran up to two more
+    groups (4-5 ms) before the writer saw its reply, four times a transaction. Three leave it
+    at most the rest of the current group (measured: +1.5-3% events/s, 4 A/B pairs).
+    """
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 class PipelineClosed(Exception):
@@ -257,7 +271,7 @@ class Pipeline:
         for group in _decode_groups(subs):
             # Let the writer see its database replies between groups: decoding a whole batch
             # in one go kept the transaction waiting ~30 ms a batch (measured, +18% events/s).
-            await asyncio.sleep(0)
+            await _yield_to_woken_tasks()
             uniform = decode_uniform([sub.messages for sub in group], limits, now_us)
             if uniform is not None:
                 parts.append(uniform)
@@ -275,7 +289,8 @@ class Pipeline:
         for d in dead:
             self.metrics.events_rejected.labels(d.source, d.reason).inc()
         events = parts[0] if len(parts) == 1 else EventBatch.concat(parts)
-        return _Batch(subs, events, dead, spans, messages, min(s.received_wall for s in subs))
+        return _Batch(subs, events, dead, spans, messages, min(s.received_wall for s in subs),
+                      encode_events(events))
 
     # ---- stage 2: write and confirm --------------------------------------------------------
 
@@ -284,17 +299,20 @@ class Pipeline:
             batch = await self._to_write.get()
             if batch is None:
                 return
-            result = await self._write(batch.events, batch.dead, batch.received_at)
+            result = await self._write(batch.events, batch.dead, batch.received_at,
+                                       batch.copy_data)
             await self._confirm(batch, result)
 
     async def _write(
-        self, events: EventBatch, dead: list[DeadLetter], received_at: float
+        self, events: EventBatch, dead: list[DeadLetter], received_at: float,
+        copy_data: memoryview | None = None,
     ) -> WriteResult:
         """Write, keeping at it through outages; isolate events the database refuses."""
         started = time.perf_counter()
         while True:
             try:
-                result = await self._write_with_processors(events, dead, received_at)
+                result = await self._write_with_processors(events, dead, received_at,
+                                                           copy_data)
                 break
             except PermanentStorageError as exc:
                 if exc.sqlstate and exc.sqlstate[:2] in DATA_ERROR_CLASSES and len(events) > 0:
@@ -310,7 +328,8 @@ class Pipeline:
         return result
 
     async def _write_with_processors(
-        self, events: EventBatch, dead: list[DeadLetter], received_at: float
+        self, events: EventBatch, dead: list[DeadLetter], received_at: float,
+        copy_data: memoryview | None = None,
     ) -> WriteResult:
         async def in_transaction(
             conn: asyncpg.Connection, ev: EventBatch, new_mask: np.ndarray
@@ -322,7 +341,7 @@ class Pipeline:
                     after.append(done)
             return after
 
-        result = await self.writer.write(events, dead, in_transaction)
+        result = await self.writer.write(events, dead, in_transaction, copy_data=copy_data)
         for done in result.hook_result or ():
             done()
         return result

@@ -94,11 +94,15 @@ class BatchWriter:
         events: EventBatch,
         dead: list[DeadLetter] | tuple[DeadLetter, ...] = (),
         in_transaction: InTransaction | None = None,
+        *,
+        copy_data: memoryview | None = None,
     ) -> WriteResult:
         """Store the batch exactly once and run ``in_transaction`` inside the same transaction.
 
-        Transient failures (connection lost, server restarting, deadlock) are retried with
-        backoff until they pass; permanent ones raise PermanentStorageError.
+        ``copy_data`` is the batch's :func:`encode_events` output if the caller encoded it
+        ahead (the pipeline does, while the previous transaction runs). Transient failures
+        (connection lost, server restarting, deadlock) are retried with backoff until they
+        pass; permanent ones raise PermanentStorageError.
         """
         n = len(events)
         # A repeat within the batch fails the fast COPY like a replay does, and takes the
@@ -116,10 +120,11 @@ class BatchWriter:
                     async with self._pool.acquire() as conn:
                         await self._partitions.ensure(conn, missing)
                 try:
-                    return await self._transaction(events, dead, in_transaction, fast)
+                    return await self._transaction(events, dead, in_transaction, fast,
+                                                   copy_data)
                 except _Replay:
                     fast = False
-                    return await self._transaction(events, dead, in_transaction, fast)
+                    return await self._transaction(events, dead, in_transaction, fast, None)
                 except _MissingPartition:
                     async with self._pool.acquire() as conn:
                         await self._partitions.load(conn)
@@ -132,6 +137,7 @@ class BatchWriter:
         dead: list[DeadLetter] | tuple[DeadLetter, ...],
         in_transaction: InTransaction | None,
         fast: bool,
+        copy_data: memoryview | None,
     ) -> WriteResult:
         async with self._pool.acquire() as conn, conn.transaction():
             new_devices = await self._register_devices(conn, events)
@@ -143,7 +149,7 @@ class BatchWriter:
                     columns=DEAD_COLUMNS,
                 )
             if fast:
-                new_mask = await self._copy_events(conn, events)
+                new_mask = await self._copy_events(conn, events, copy_data)
             elif len(events):
                 new_mask = await self._insert_new_events(conn, events)
             else:
@@ -169,10 +175,13 @@ class BatchWriter:
             log.info("auto-registered %d new device(s)", len(rows))
         return sorted(unseen)
 
-    async def _copy_events(self, conn: asyncpg.Connection, events: EventBatch) -> np.ndarray:
+    async def _copy_events(
+        self, conn: asyncpg.Connection, events: EventBatch, copy_data: memoryview | None
+    ) -> np.ndarray:
         try:
             await conn.copy_to_table(self._partitions.copy_target(events.ts),
-                                     source=encode_events(events), columns=COLUMNS,
+                                     source=encode_events(events) if copy_data is None else copy_data,
+                                     columns=COLUMNS,
                                      format="binary")
         except asyncpg.UniqueViolationError as exc:
             raise _Replay from exc
