@@ -1044,11 +1044,10 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
     # One shared object per distinct device, kind and unit: the passes that follow (rules,
     # latest values, the COPY encoder) then read a few hot strings with cached hashes
     # instead of one scattered fresh string per event.
-    _CANONICAL.update((v, v) for v in (distinct | kinds | units) - _CANONICAL.keys())
-    get = _CANONICAL.get
-    return EventBatch(device_id=list(map(get, device, device)), event_id=event_id,
-                      kind=list(map(get, kind, kind)), ts=ts, value=value,
-                      unit=list(map(get, unit, unit)), attrs=attrs)
+    canonical = _CANONICAL.setdefault
+    return EventBatch(device_id=list(map(canonical, device, device)), event_id=event_id,
+                      kind=list(map(canonical, kind, kind)), ts=ts, value=value,
+                      unit=list(map(canonical, unit, unit)), attrs=attrs)
 
 
 def _ts_column(ts: list[str | int]) -> np.ndarray | None:
