@@ -16,7 +16,16 @@ from pydantic import BaseModel, Field
 
 from ioc.api.deps import ReaderKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
-from ioc.api.routers.events import ListParam, Since, Until, Zone, check_range, decode_cursor, encode_cursor
+from ioc.api.routers.events import (
+    ListParam,
+    Since,
+    Until,
+    Zone,
+    check_range,
+    day_before,
+    decode_cursor,
+    encode_cursor,
+)
 from ioc.api.scoping import plain_text, scoped_districts, split_values
 from ioc.storage import history
 from ioc.storage.history import DeviceFilter
@@ -161,7 +170,7 @@ async def get_completeness(
         raise ApiError(422, "invalid", f"device {device_id!r} has no main kind: pass `kind`")
     now = dt.datetime.now(dt.UTC)
     end = min(end, now) if end is not None else now
-    start = start if start is not None else end - dt.timedelta(days=1)
+    start = start if start is not None else day_before(end)
     check_range(start, end)
     interval = dt.timedelta(seconds=device["interval"])
     async with service.api_pool.acquire() as conn:

@@ -61,14 +61,30 @@ def zone(tz: Annotated[str, Query(
 
 Zone = Annotated[str, Depends(zone)]
 Since = Annotated[AwareDatetime | None, Query(
-    alias="from", description="Inclusive start, RFC 3339 with offset.")]
+    alias="from", description="Inclusive start, RFC 3339 with offset (years 1-9999).")]
 Until = Annotated[AwareDatetime | None, Query(
-    alias="to", description="Exclusive end, RFC 3339 with offset.")]
+    alias="to", description="Exclusive end, RFC 3339 with offset (years 1-9999).")]
 ListParam = Annotated[list[str] | None, Query(
     description="Repeat the parameter or give a comma-separated list.")]
 
 
+# The instants `from` and `to` may name: a day inside what a datetime holds, so that time
+# zones and default windows cannot overflow, and never datetime.min or max, which asyncpg
+# sends as -infinity and infinity.
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+
+
+def day_before(end: dt.datetime) -> dt.datetime:
+    """The default ``from``: 24 hours before ``end``, but not before EARLIEST."""
+    return end - min(dt.timedelta(days=1), end - EARLIEST)
+
+
 def check_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
+    for name, t in (("from", start), ("to", end)):
+        if t is not None and not EARLIEST <= t <= LATEST:
+            raise ApiError(422, "invalid", f"`{name}` must lie between {EARLIEST:%Y-%m-%d} and "
+                           f"{LATEST:%Y-%m-%d} (UTC)")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "invalid", "`to` must be after `from`")
 
@@ -249,6 +265,12 @@ def _after(cursor: str, order: str) -> EventKey:
 
 # ---- aggregates --------------------------------------------------------------------------
 
+def _bucket_start(t: dt.datetime, width_s: int) -> dt.datetime:
+    """The start of ``t``'s bucket, or year 1's first instant if that is earlier."""
+    offset = (t - history.BUCKET_ORIGIN) % dt.timedelta(seconds=width_s)
+    return t - offset if t - EARLIEST >= offset else EARLIEST
+
+
 @router.get(
     "/events/aggregate",
     response_model=AggregatePage,
@@ -280,11 +302,8 @@ async def aggregate_events(
     aggs = tuple(dict.fromkeys(agg.split(",")))
     f = await _scoped(service, key, f)
     if f.start is None:
-        width = BUCKETS[bucket]
-        since = (f.end or dt.datetime.now(dt.UTC)) - dt.timedelta(days=1)
-        offset = (since - history.BUCKET_ORIGIN).total_seconds() % width
-        f = EventFilter(f.device_ids, f.kinds, f.districts,
-                        since - dt.timedelta(seconds=offset), f.end)
+        start = _bucket_start(day_before(f.end or dt.datetime.now(dt.UTC)), BUCKETS[bucket])
+        f = EventFilter(f.device_ids, f.kinds, f.districts, start, f.end)
     q = AggregateQuery(bucket=bucket, aggs=aggs, group=group, filter=f)
     try:
         async with service.api_pool.acquire() as conn:

@@ -50,7 +50,10 @@ class SilenceIn(BaseModel):
         now = dt.datetime.now(dt.UTC)
         self.starts_at = self.starts_at or now
         if self.duration is not None:
-            self.ends_at = self.starts_at + dt.timedelta(seconds=parse_duration(self.duration))
+            try:
+                self.ends_at = self.starts_at + dt.timedelta(seconds=parse_duration(self.duration))
+            except OverflowError:
+                raise ValueError("the silence would end after the year 9999") from None
         if self.ends_at is None or self.ends_at <= self.starts_at:
             raise ValueError("the silence must end after it starts")
         if self.ends_at <= now:

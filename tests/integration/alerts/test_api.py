@@ -148,7 +148,9 @@ async def test_silences_crud(api: Api) -> None:
                     {"matchers": {"severity": "loud"}, "duration": "1h"},
                     {"matchers": {"district": VI_THANH}},
                     {"matchers": {"district": VI_THANH}, "duration": "soon"},
-                    {"matchers": {"district": VI_THANH}, "ends_at": "2020-01-01T00:00:00+07:00"}):
+                    {"matchers": {"district": VI_THANH}, "ends_at": "2020-01-01T00:00:00+07:00"},
+                    {"matchers": {"district": VI_THANH}, "starts_at": "9999-12-31T23:00:00Z",
+                     "duration": "2h"}):
             r = await op.post("/silences", json=bad)
             assert r.status_code == 422 and r.json()["error"] == "invalid", bad
     async with api.client("agency_vt") as agency:

@@ -132,6 +132,13 @@ def test_filters_and_validation(pg: Api) -> None:
         assert pg.get("/events/aggregate", params=params).status_code == 422
     default = pg.get("/events/aggregate", params={"bucket": "1h"})
     assert default.status_code == 200 and default.json()["next_cursor"] is None
+    # Without `from`, the day before `to`, never before the earliest instant taken; instants
+    # at the ends of what a datetime holds are refused, not a server error.
+    early = pg.get("/events/aggregate", params={"bucket": "1d", "to": "0001-01-02T12:00:00Z"})
+    assert early.status_code == 200 and early.json()["items"] == []
+    for to in ("0001-01-01T03:00:01Z", "9999-12-31T23:59:59.999999Z"):
+        refused = pg.get("/events/aggregate", params={"bucket": "1d", "to": to})
+        assert refused.status_code == 422 and "`to` must lie between" in refused.json()["detail"]
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,11 @@ def test_completeness_counts_and_gaps(api: Api) -> None:
     empty = api.get("/devices/hg-cta-wl-001/completeness", params={
         "from": show(start - 240 * MIN_US), "to": show(start - 120 * MIN_US)}).json()
     assert empty["received"] == 0 and empty["ratio"] == 0.0 and len(empty["gaps"]) == 1
+    # Without `from`, the day before `to`, never before the earliest instant taken.
+    early = api.get("/devices/hg-cta-wl-001/completeness", params={"to": "0001-01-02T05:00:00Z"})
+    assert early.status_code == 200 and early.json()["received"] == 0, early.text
+    too_early = api.get("/devices/hg-cta-wl-001/completeness", params={"to": "0001-01-01T03:00Z"})
+    assert too_early.status_code == 422
     auto = api.get("/devices/auto-fresh-1/completeness")
     assert auto.status_code == 422 and "interval" in auto.json()["detail"]
     assert api.get("/devices/nope-1/completeness").status_code == 404
