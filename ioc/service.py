@@ -49,6 +49,7 @@ from ioc.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 STARTUP_DB_WAIT_S = 60.0
+MAINTENANCE_INTERVAL_S = 3600.0
 # Allocations between young-generation collections (CPython's default is 700). Every Kafka
 # record and decoded event is a tracked object, mostly dead within one batch: at the default
 # the collector took 0.4 µs per event (measured with gc.callbacks while draining 600k
@@ -61,7 +62,6 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
-MAINTENANCE_INTERVAL_S = 3600.0
 
 
 class Source(Protocol):

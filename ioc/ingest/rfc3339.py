@@ -17,7 +17,6 @@ import numpy as np
 _DATE_TIME_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
 _SEPARATOR_POSITIONS = [4, 7, 13, 16]
 _SEPARATORS = np.frombuffer(b"--::", dtype=np.uint8)
-_DATE_TIME_SEPARATORS = np.frombuffer(b"Tt ", dtype=np.uint8)
 # Fields: year, month, day, hour, minute, second, fraction, offset hours, offset minutes.
 _FIELD_WIDTHS = (4, 2, 2, 2, 2, 2)
 _LOW = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=np.int64)
