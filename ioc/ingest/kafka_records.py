@@ -90,12 +90,13 @@ def _lean_unpack_records(self: Any) -> Iterator[Any]:
 
 def _lean_batches(self: Any) -> Iterator[Any]:
     records = self._records
-    bad = _first_bad_batch(records.raw) if self._check_crcs and type(
-        records) is _FetchedRecords else None
+    # Index of the first batch with a bad CRC (-1: none), or None to check batch by batch.
+    checked_ahead = self._check_crcs and type(records) is _FetchedRecords
+    bad = _first_bad_batch(records.raw) if checked_ahead else None
     index = 0
     while records.has_next():
         batch = records.next_batch()
-        if (index == bad or (bad is None and self._check_crcs and not batch.validate_crc())):
+        if index == bad or (bad is None and self._check_crcs and not batch.validate_crc()):
             raise CorruptRecordException(f"Invalid CRC - {self._tp}")
         index += 1
         if not batch.is_control_batch:
