@@ -198,7 +198,7 @@ def drain_kafka(pg: EmbeddedPostgres, kafka: EmbeddedKafka, topic: str, n: int, 
     finally:
         svc.stop()
         # Otherwise autovacuum works through the drained million rows during the next round's
-        # ceilings: it took a fifth off the bare COPY measured after a drain.
+        # ceilings: it took 14-22% off the bare COPY measured after a drain.
         asyncio.run(drop_database(pg.dsn(), f"bench_kafka_{i}"))
     # CPU per event says where the time goes even when other jobs share the machine (the
     # PostgreSQL figure includes autovacuum and anything else the server does meanwhile).
