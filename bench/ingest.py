@@ -199,20 +199,12 @@ def drain_kafka(pg: EmbeddedPostgres, kafka: EmbeddedKafka, topic: str, n: int, 
         svc.stop()
         # Otherwise autovacuum works through the drained million rows during the next round's
         # ceilings: it took 14-22% off the bare COPY measured after a drain.
-        asyncio.run(drop_database(pg.dsn(), f"bench_kafka_{i}"))
+        pg.drop_database(f"bench_kafka_{i}")
     # CPU per event says where the time goes even when other jobs share the machine (the
     # PostgreSQL figure includes autovacuum and anything else the server does meanwhile).
     result["service_cpu_us_per_event"] = round((cpu1[0] - cpu0[0]) / n * 1e6, 2)
     result["postgres_cpu_us_per_event"] = round((cpu1[1] - cpu0[1]) / n * 1e6, 2)
     return result
-
-
-async def drop_database(dsn: str, name: str) -> None:
-    conn = await connect(dsn)
-    try:
-        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 async def migrate_database(dsn: str) -> None:

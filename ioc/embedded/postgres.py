@@ -135,6 +135,11 @@ class EmbeddedPostgres:
                   "-U", self.superuser, name)
         return self.dsn(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, ending its sessions (autovacuum workers included) first."""
+        self._run(str(self.bindir / "dropdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", self.superuser, "--force", name)
+
     def stop(self) -> None:
         self.stop_server()
         if self._own_dir:
