@@ -175,7 +175,7 @@ def bench_kafka(pg: EmbeddedPostgres, n: int, rounds: int, tmp: Path) -> dict:
     median = sorted(results, key=lambda r: r["vs_bare_copy"])[(len(results) - 1) // 2]
     ratios = [r["vs_bare_copy"] for r in results]
     return {**median, "produce_events_per_s": round(n / produce_s),
-            "vs_bare_copy_median": round(statistics.median(ratios), 3),
+            "vs_bare_copy_median": median["vs_bare_copy"],
             "vs_bare_copy_range": [min(ratios), max(ratios)],
             "rounds": results}
 
