@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
 from ioc.embedded.postgres import EmbeddedPostgres
-from ioc.storage.migrations import migrate
+from ioc.storage.migrations import migrate_url
 from ioc.storage.pool import connect
 from tests.support.service import ServiceProcess
 
@@ -161,11 +161,7 @@ def run_queries(url: str, devices: int, days: int, end: dt.datetime, rounds: int
 async def prepare(pg: EmbeddedPostgres, args: argparse.Namespace, end: dt.datetime
                   ) -> tuple[str, str, dict[str, float]]:
     dsn = pg.create_database("bench_history")
-    conn = await connect(dsn)
-    try:
-        report = await migrate(conn, timescaledb="on" if args.timescaledb else "off")
-    finally:
-        await conn.close()
+    report = await migrate_url(dsn, timescaledb="on" if args.timescaledb else "off")
     loaded = await load(dsn, report.flavour, args.events, args.devices, args.days, end)
     return dsn, report.flavour, loaded
 

@@ -52,7 +52,7 @@ from ioc.ingest.decode import DecodeLimits, RawMessage, decode
 from ioc.simulator.fleet import synthesize
 from ioc.simulator.stream import generate_payloads
 from ioc.storage.batch import EventBatch
-from ioc.storage.migrations import migrate
+from ioc.storage.migrations import migrate_url
 from ioc.storage.pool import connect, use_microsecond_timestamps
 from tests.support.publish import kafka_create_topic, kafka_produce
 from tests.support.service import ServiceProcess, http
@@ -145,7 +145,7 @@ async def ceilings(dsn: str, batches: list[EventBatch]) -> dict:
 def bench_kafka(pg: EmbeddedPostgres, n: int, rounds: int, tmp: Path) -> dict:
     items = payloads(n, seed=1)
     ceiling_dsn = pg.create_database("bench_ceiling")
-    asyncio.run(migrate_database(ceiling_dsn))
+    asyncio.run(migrate_url(ceiling_dsn, timescaledb="off"))
     # A first, untimed round warms the server (shared buffers touched for the first time cost
     # page faults), so that both sides run on a server in its steady state.
     batches = ceiling_batches(items, 20000)
@@ -205,14 +205,6 @@ def drain_kafka(pg: EmbeddedPostgres, kafka: EmbeddedKafka, topic: str, n: int, 
     result["service_cpu_us_per_event"] = round((cpu1[0] - cpu0[0]) / n * 1e6, 2)
     result["postgres_cpu_us_per_event"] = round((cpu1[1] - cpu0[1]) / n * 1e6, 2)
     return result
-
-
-async def migrate_database(dsn: str) -> None:
-    conn = await connect(dsn)
-    try:
-        await migrate(conn, timescaledb="off")
-    finally:
-        await conn.close()
 
 
 def mosquitto_backlog(broker: EmbeddedMosquitto, client_id: str, items) -> None:

@@ -36,15 +36,10 @@ def _settings() -> Settings:
 
 
 async def _migrate(settings: Settings) -> MigrationReport:
-    from ioc.storage.migrations import migrate
-    from ioc.storage.pool import connect
+    from ioc.storage.migrations import migrate_url
 
-    conn = await connect(settings.database_url)
-    try:
-        return await migrate(conn, timescaledb=settings.timescaledb,
+    return await migrate_url(settings.database_url, timescaledb=settings.timescaledb,
                              retention_s=settings.retention)
-    finally:
-        await conn.close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

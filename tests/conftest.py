@@ -18,8 +18,7 @@ from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres, timescaledb_installed
 from ioc.embedded.process import ServerProcess
-from ioc.storage.migrations import migrate
-from ioc.storage.pool import connect
+from ioc.storage.migrations import migrate_url
 
 TESTS = Path(__file__).parent
 ServerProcess.die_with_parent = True  # an interrupted run must not leave servers behind
@@ -67,16 +66,8 @@ def new_database(server: EmbeddedPostgres, hint: str, *, migrated: bool = True) 
     if migrated:
         # A thread of its own, so this also works from inside a running event loop.
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, _migrate(dsn)).result()
+            pool.submit(asyncio.run, migrate_url(dsn)).result()
     return dsn
-
-
-async def _migrate(dsn: str) -> None:
-    conn = await connect(dsn)
-    try:
-        await migrate(conn, timescaledb="auto")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")

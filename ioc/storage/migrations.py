@@ -16,6 +16,8 @@ from typing import Literal
 
 import asyncpg
 
+from ioc.storage.pool import connect
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -149,6 +151,17 @@ async def migrate(
         return MigrationReport(flavour=flavour, applied=applied)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def migrate_url(
+    url: str, *, timescaledb: str = "auto", retention_s: float | None = None
+) -> MigrationReport:
+    """:func:`migrate` on a connection of its own, for callers that hold none."""
+    conn = await connect(url)
+    try:
+        return await migrate(conn, timescaledb=timescaledb, retention_s=retention_s)
+    finally:
+        await conn.close()
 
 
 async def flavour_of(conn: asyncpg.Connection) -> Flavour:
