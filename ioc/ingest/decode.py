@@ -3,8 +3,9 @@
 Every source calls :func:`decode` on a micro-batch of :class:`RawMessage` (Kafka's come as
 :class:`PartitionMessages`, the same held as columns). Nearly all traffic is one event per
 message in the single-reading form with an RFC 3339 ts: such a micro-batch is decoded
-column-wise (:func:`_uniform`) -- one typed msgspec decode per message, then every check
-on whole columns (sets of distinct values, numpy ranges, vectorized timestamps). If any
+column-wise (:func:`_uniform`) -- one compiled scan of the joined messages
+(:mod:`ioc.ingest.scan`: JSON grammar, UTF-8, ts and value parsed, strings located), then
+the checks of distinct values (devices, kinds, units) and numpy ranges. If any
 message of the call does not fit, or any check fails, the call is decoded message by
 message instead, which gives the exact reasons; the column-wise path only ever accepts what
 that path accepts, with the same columns. Message by message, the common case
@@ -34,15 +35,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import compress, count, repeat
-from operator import is_, itemgetter
+from itertools import repeat
+from operator import itemgetter
 from typing import Annotated, Any, NamedTuple, overload
 
 import msgspec
 import numpy as np
-from msgspec.structs import astuple
 
-from ioc.ingest.rfc3339 import parse_rfc3339_us
+from ioc.ingest import scan
 from ioc.storage.batch import DeadLetter, EventBatch
 
 BAD_JSON = "bad_json"
@@ -933,27 +933,6 @@ def _offset_us(ts: datetime) -> int:
     return us
 
 
-class _Flat(msgspec.Struct, gc=False):
-    """One event in the single-reading form, ts as text or integer epoch milliseconds.
-
-    ``values`` and ``units`` are typed None so that a message using them fails this decode
-    and is judged message by message (where combining them with kind/value is refused).
-    """
-
-    kind: str
-    ts: str | int
-    value: float
-    device_id: str | None = None
-    event_id: str | None = None
-    unit: str | None = None
-    attrs: msgspec.Raw = _NULL_RAW
-    values: None = None
-    units: None = None
-
-
-_FLAT_DECODER = msgspec.json.Decoder(_Flat)
-
-
 def _payloads_and_expected(messages: Sequence[RawMessage]) -> tuple[list[bytes], list[str | None]]:
     """Payloads and, per message, the device the transport vouches for."""
     if type(messages) is PartitionMessages:
@@ -977,147 +956,101 @@ def _vouched_device(source: str, topic: str | None, key: bytes | None) -> tuple[
 def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> EventBatch | None:
     """The whole call decoded column-wise, or None if any message needs :func:`_decode_each`.
 
-    Accepts exactly what the message-by-message path accepts (one event per message, no dead
-    letters) and builds the same columns; every doubt returns None rather than a reason.
+    The messages are scanned by compiled code (:mod:`ioc.ingest.scan`); what is checked per
+    distinct value (device ids, kinds, units) is checked here once per value. Accepts exactly
+    what the message-by-message path accepts (one event per message, no dead letters) and
+    builds the same columns; every doubt returns None rather than a reason.
     """
     n = len(payloads)
-    if max(map(len, payloads)) > run.max_payload:
+    lengths = np.fromiter(map(len, payloads), np.int64, n)
+    if int(lengths.max()) > run.max_payload:
         return None
-    try:
-        flat = list(map(_FLAT_DECODER.decode, payloads))
-    except _DECODE_ERRORS:
-        return None
-    # Columns (tuples) in _Flat's field order: one C-level transpose.
-    kind, ts_text, value_list, device_t, event_t, unit, raw_attrs, _, _ = zip(
-        *map(astuple, flat), strict=True)
-    device, event_id = list(device_t), list(event_t)
-    # Devices: given in every payload, each matching what the transport vouches for.
-    if None in device:
-        return None
+    ends = np.cumsum(lengths)
+    buf = np.frombuffer(b"".join(payloads), np.uint8)
+    vouched = expected
     if None in expected:
-        if any(e is not None and e != d for d, e in zip(device, expected, strict=True)):
-            return None
-    elif device != expected:
+        vouched = [e or "" for e in expected]
+    joined = "".join(vouched).encode()
+    exp_len = np.fromiter(map(len, vouched), np.int64, n)
+    if len(joined) != int(exp_len.sum()):  # not ASCII: no valid device id then
         return None
-    distinct = set(device)
-    for new in distinct - run.ok_devices:
+    exp_start = np.cumsum(exp_len) - exp_len
+    if vouched is not expected:
+        exp_len[[i for i, e in enumerate(expected) if e is None]] = -1
+    spans = np.empty((n, 10), np.int64)
+    ts = np.empty(n, np.int64)
+    value = np.empty(n, np.float64)
+    codes = np.empty((n, 2), np.int64)
+    reps = np.empty((5, scan.MAX_DISTINCT), np.int64)
+    distinct = np.zeros(5, np.int64)
+    if scan.scan(buf, ends - lengths, ends, np.frombuffer(joined, np.uint8), exp_start, exp_len,
+                 MAX_ID_CHARS, MAX_ATTRS_BYTES, MAX_ATTRS_DEPTH, spans, ts, value, codes, reps,
+                 distinct, np.empty(MAX_ATTRS_DEPTH + 1, np.uint8)) >= 0:
+        return None
+    if vouched is expected:
+        device = expected
+    else:
+        device = [e if e is not None else _text_at(buf, spans, i, scan.DEVICE)
+                  for i, e in enumerate(expected)]
+    devices = set(device)
+    for new in devices - run.ok_devices:
         if _device_problem(new) is not None:
             return None
         run.ok_devices.add(new)
-    if run.known is not None and not distinct <= run.known:
+    if run.known is not None and not devices <= run.known:
         return None
-    ts = _ts_column(ts_text)
-    if ts is None or ts.min() < run.too_old or ts.max() > run.too_far:
+    if ts.min() < run.too_old or ts.max() > run.too_far:
         return None
+    canonical = _CANONICAL.setdefault
     ok_kinds = run.ok_kinds
-    kinds = set(kind)
-    for new in kinds - ok_kinds.keys():
+    kinds = [canonical(k, k) for k in _texts(buf, spans, reps[scan.KIND, :distinct[scan.KIND]],
+                                             scan.KIND)]
+    for new in set(kinds) - ok_kinds.keys():
         if _kind_problem(new) is not None:
             return None
         ok_kinds[new] = new.startswith(_CAMERA_PREFIX)
-    value = np.array(value_list, dtype=np.float64)
-    if not np.isfinite(value).all():
-        return None
     if any(ok_kinds[k] for k in kinds):
-        camera = np.fromiter(map(ok_kinds.__getitem__, kind), dtype=bool, count=n)
+        camera = np.array([ok_kinds[k] for k in kinds])[codes[:, 0]]
         if ((value[camera] < 0.0) | (value[camera] > 1.0)).any():
             return None
-    units = set(unit)
-    for new in units - run.ok_units:
+    units: list[str | None] = [canonical(u, u) for u in _texts(
+        buf, spans, reps[scan.UNIT, :distinct[scan.UNIT]], scan.UNIT)]
+    for new in set(units) - run.ok_units:
         if _text_problem(new, "unit", 0, MAX_UNIT_CHARS) is not None:
             return None
         run.ok_units.add(new)
-    attrs = _attrs_column(raw_attrs, run.ok_attrs)
-    if attrs is None:
-        return None
-    given = [e for e in event_id if e is not None] if None in event_id else event_id
-    if given and not (
-        min(map(len, given)) > 0 and max(map(len, given)) <= MAX_ID_CHARS
-        and "".join(given).isprintable()  # one call: printable parts join printable
-    ):
-        return None
-    if len(given) < n:
-        event_id = [
-            derive_event_id(d, k, t) if e is None else e
-            for d, k, t, e in zip(device, kind, ts.tolist(), event_id, strict=True)
-        ]
+    units.append(None)  # code -1: no unit
+    kind = list(map(kinds.__getitem__, codes[:, 0].tolist()))
+    event_id = _joined_texts(buf, spans, scan.EVENT_ID, "ascii")
+    missing = spans[:, 2 * scan.EVENT_ID + 1] < 0
+    if missing.any():
+        for i in np.flatnonzero(missing).tolist():
+            event_id[i] = derive_event_id(device[i], kind[i], int(ts[i]))
+    attrs: list[str | None] = _joined_texts(buf, spans, scan.ATTRS, "utf-8")
+    absent = spans[:, 2 * scan.ATTRS + 1] < 0
+    if absent.any():
+        for i in np.flatnonzero(absent).tolist():
+            attrs[i] = None
     # One shared object per distinct device, kind and unit: the passes that follow (rules,
     # latest values, the COPY encoder) then read a few hot strings with cached hashes
     # instead of one scattered fresh string per event.
-    canonical = _CANONICAL.setdefault
     return EventBatch(device_id=list(map(canonical, device, device)), event_id=event_id,
-                      kind=list(map(canonical, kind, kind)), ts=ts, value=value,
-                      unit=list(map(canonical, unit, unit)), attrs=attrs)
+                      kind=kind, ts=ts, value=value,
+                      unit=list(map(units.__getitem__, codes[:, 1].tolist())), attrs=attrs)
 
 
-def _ts_column(ts: list[str | int]) -> np.ndarray | None:
-    """µs since the epoch for a column of all RFC 3339 texts or all epoch milliseconds."""
-    types = set(map(type, ts))
-    if types == {str}:
-        return parse_rfc3339_us(ts)  # type: ignore[arg-type]
-    if types != {int}:
-        return None
-    try:
-        ms = np.array(ts, dtype=np.int64)
-    except OverflowError:
-        return None
-    if ((ms < _MIN_US // 1000) | (ms > _MAX_US // 1000)).any():
-        return None
-    return ms * 1000
+def _text_at(buf: np.ndarray, spans: np.ndarray, i: int, col: int) -> str:
+    a, size = int(spans[i, 2 * col]), int(spans[i, 2 * col + 1])
+    return str(buf[a:a + size], "utf-8")
 
 
-def _attrs_column(raw: list[msgspec.Raw], seen: dict[bytes, str | None]) -> list[str | None] | None:
-    """The attrs text of every event (see :func:`_attrs_text`), or None if one is unusable.
-
-    A station's attrs repeat and are looked up in ``seen``. The rest (every camera detection
-    is new) are checked together: one UTF-8 decode of them all, joined by NUL, which JSON text
-    cannot hold raw, then C-level counts; only if one of them looks odd does each get
-    :func:`_attrs_text`'s exact checks. Measured: 1.5 -> 0.3 µs per new attrs.
-    """
-    keys = list(map(bytes, raw))
-    texts = list(map(seen.get, keys, repeat(_MISSING)))
-    if _MISSING not in texts:
-        return texts
-    miss = list(compress(count(), map(is_, texts, repeat(_MISSING))))
-    new_keys = list(map(keys.__getitem__, miss))
-    new = _plain_objects(new_keys)
-    if new is None:
-        for i in miss:
-            text = _attrs_text(raw[i], seen)
-            if type(text) is _Bad:
-                return None
-            texts[i] = text
-        return texts
-    for i, text in zip(miss, new, strict=True):
-        texts[i] = text
-    if max(map(len, new_keys)) <= _CACHED_ATTRS_MAX_BYTES:
-        seen.update(zip(new_keys, new, strict=True))
-    return texts
+def _texts(buf: np.ndarray, spans: np.ndarray, rows: np.ndarray, col: int) -> list[str]:
+    return [_text_at(buf, spans, i, col) for i in rows.tolist()]
 
 
-def _plain_objects(keys: list[bytes]) -> list[str] | None:
-    """The texts of attrs that are all objects, valid UTF-8, within the size limit, free of
-    ``\\u0000`` and with too few brackets to nest too deep; else None (check each).
-
-    Byte-level C calls over the joined attrs: memchr for a backslash, a translate that keeps
-    only brackets and separators (so each item's bracket count is a length).
-    """
-    if max(map(len, keys)) > MAX_ATTRS_BYTES or sum(
-            map(bytes.startswith, keys, repeat(b"{"))) != len(keys):
-        return None
-    joined = b"\x00".join(keys)
-    if b"\\" in joined and b"\\u0000" in joined:
-        return None
-    if max(map(len, joined.translate(None, _NOT_OPENER).split(b"\x00"))) > MAX_ATTRS_DEPTH:
-        return None
-    try:
-        texts = joined.decode("utf-8").split("\x00")
-    except UnicodeDecodeError:
-        return None
-    return texts if len(texts) == len(keys) else None
-
-
-_NOT_OPENER = bytes(sorted(set(range(256)) - set(b"{[\x00")))
-
-
-_MISSING: Any = object()
+def _joined_texts(buf: np.ndarray, spans: np.ndarray, col: int, encoding: str) -> list[str]:
+    """Every event's text of the column (empty where absent): one copy, one decode, one split.
+    The scan has checked the UTF-8 (and that event ids are ASCII)."""
+    out = np.empty(len(buf) + len(spans), np.uint8)
+    size = scan.gather(buf, spans, col, out)
+    return str(out[:size], encoding).split("\x00")

@@ -102,6 +102,9 @@ def _decode_groups(subs: list[_Submission]) -> list[list[_Submission]]:
     return groups
 
 
+_WARM_UP = b'{"device_id":"warm-up","kind":"warm_up","ts":"2026-01-01T00:00:00Z","value":0}'
+
+
 class PipelineClosed(Exception):
     """The pipeline is shutting down and takes no more messages."""
 
@@ -138,6 +141,9 @@ class Pipeline:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Compile the decoder's scan (or load it from numba's cache) now, not while the first
+        # batch waits: a fresh checkout takes seconds for it.
+        decode([RawMessage(_WARM_UP, "http")], self.limits)
         self._tasks = [
             asyncio.create_task(self._batch_loop(), name="pipeline-batcher"),
             asyncio.create_task(self._write_loop(), name="pipeline-writer"),

@@ -416,3 +416,32 @@ def test_a_batch_of_valid_events_is_decoded_column_wise() -> None:
     want = _decode_each(_Run(messages, LIMITS, NOW_US)).events
     assert events.event_id == want.event_id and events.ts.tolist() == want.ts.tolist()
     assert decode_uniform([[*messages, RawMessage(b"{", "kafka")]], LIMITS, NOW_US) is None
+
+
+def test_the_compiled_scan_takes_the_forms_devices_send_and_refers_doubts() -> None:
+    """Whitespace, any key order, unknown keys, epoch ms, escapes in attrs: column-wise and
+    equal to the reference. An escape in an id or a number beyond the exact fast path: not."""
+    device = DEVICES[0]
+    taken = [
+        b'{\n  "kind": "water_level",\n  "value": 1.5e0,\n  "ts": %d,\n  "device_id": "%s",\n'
+        b'  "firmware": {"v": [1, 2.5, true, null, "x\\u00e9"]}\n}\n' % (NOW_US // 1000, device.encode()),
+        b'{"device_id":"%s","kind":"rainfall","ts":"2026-11-23T00:59:00.5Z","value":-0,'
+        b'"unit":null,"event_id":null,"attrs":{"label":"C\\"\\\\/\\n","n":-12.25}}' % device.encode(),
+    ]
+    refused = [
+        b'{"device_id":"%s","kind":"w\\u0061ter","ts":1,"value":1}' % device.encode(),
+        b'{"device_id":"%s","kind":"water_level","ts":"2026-11-23T07:00:00Z",'
+        b'"value":0.30000000000000004}' % device.encode(),
+        b'{"device_id":"%s","kind":"x","kind":"x","ts":"2026-11-23T07:00:00Z","value":1}'
+        % device.encode(),
+    ]
+    for payloads, column_wise in ((taken, True), *(([p], False) for p in refused)):
+        messages = [RawMessage(p, "kafka", "ioc.events", 0, i, device.encode())
+                    for i, p in enumerate(payloads)]
+        events = decode_uniform([messages], LIMITS, NOW_US)
+        assert (events is not None) is column_wise, payloads
+        want = _decode_each(_Run(messages, LIMITS, NOW_US)).events
+        got = decode(messages, LIMITS, NOW_US).events
+        assert (got.device_id, got.event_id, got.kind, got.unit, got.attrs) == (
+            want.device_id, want.event_id, want.kind, want.unit, want.attrs)
+        assert got.ts.tolist() == want.ts.tolist() and got.value.tolist() == want.value.tolist()
