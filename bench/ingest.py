@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,8 +129,11 @@ def cpu_seconds(pid: int) -> float:
 def ceiling_batches(items: list[tuple[str, bytes]], batch: int) -> list[EventBatch]:
     """The rows the ceilings copy: the same events the service drains, in its batch size."""
     msgs = [RawMessage(p, "kafka", key=d.encode()) for d, p in items]
-    return [decode(msgs[i:i + batch], DecodeLimits(max_event_age_s=10 * 86400)).events
-            for i in range(0, len(msgs), batch)]
+    decoded = (decode(msgs[i:i + batch], DecodeLimits(max_event_age_s=10 * 86400)).events
+               for i in range(0, len(msgs), batch))
+    # Plain lists, as asyncpg's records want them: the ceiling must not pay for making the
+    # strs of the decoder's TextColumns, which the service's own encoder never makes.
+    return [replace(b, event_id=list(b.event_id), attrs=list(b.attrs)) for b in decoded]
 
 
 async def ceilings(dsn: str, batches: list[EventBatch]) -> dict:

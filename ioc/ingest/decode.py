@@ -43,7 +43,7 @@ import msgspec
 import numpy as np
 
 from ioc.ingest import scan
-from ioc.storage.batch import DeadLetter, EventBatch
+from ioc.storage.batch import DeadLetter, EventBatch, TextColumn
 
 BAD_JSON = "bad_json"
 SCHEMA = "schema"
@@ -1021,22 +1021,21 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
         run.ok_units.add(new)
     units.append(None)  # code -1: no unit
     kind = list(map(kinds.__getitem__, codes[:, 0].tolist()))
-    event_id = _joined_texts(buf, spans, scan.EVENT_ID, "ascii")
+    # Event ids and attrs stay where they lie in the messages: the COPY encoder copies them
+    # from there, and no str is made for them.
+    event_id: Sequence[str] = _column(buf, spans, scan.EVENT_ID)
     missing = spans[:, 2 * scan.EVENT_ID + 1] < 0
     if missing.any():
+        event_id = list(event_id)  # type: ignore[arg-type]
         for i in np.flatnonzero(missing).tolist():
             event_id[i] = derive_event_id(device[i], kind[i], int(ts[i]))
-    attrs: list[str | None] = _joined_texts(buf, spans, scan.ATTRS, "utf-8")
-    absent = spans[:, 2 * scan.ATTRS + 1] < 0
-    if absent.any():
-        for i in np.flatnonzero(absent).tolist():
-            attrs[i] = None
     # One shared object per distinct device, kind and unit: the passes that follow (rules,
     # latest values, the COPY encoder) then read a few hot strings with cached hashes
     # instead of one scattered fresh string per event.
     return EventBatch(device_id=list(map(canonical, device, device)), event_id=event_id,
                       kind=kind, ts=ts, value=value,
-                      unit=list(map(units.__getitem__, codes[:, 1].tolist())), attrs=attrs)
+                      unit=list(map(units.__getitem__, codes[:, 1].tolist())),
+                      attrs=_column(buf, spans, scan.ATTRS))
 
 
 def _text_at(buf: np.ndarray, spans: np.ndarray, i: int, col: int) -> str:
@@ -1048,9 +1047,5 @@ def _texts(buf: np.ndarray, spans: np.ndarray, rows: np.ndarray, col: int) -> li
     return [_text_at(buf, spans, i, col) for i in rows.tolist()]
 
 
-def _joined_texts(buf: np.ndarray, spans: np.ndarray, col: int, encoding: str) -> list[str]:
-    """Every event's text of the column (empty where absent): one copy, one decode, one split.
-    The scan has checked the UTF-8 (and that event ids are ASCII)."""
-    out = np.empty(len(buf) + len(spans), np.uint8)
-    size = scan.gather(buf, spans, col, out)
-    return str(out[:size], encoding).split("\x00")
+def _column(buf: np.ndarray, spans: np.ndarray, col: int) -> TextColumn:
+    return TextColumn(buf, spans[:, 2 * col].copy(), spans[:, 2 * col + 1].copy())

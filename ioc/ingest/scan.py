@@ -545,20 +545,3 @@ def scan(buf, starts, ends, expected, exp_start, exp_len, max_id, max_attrs, max
                 return i
             codes[i, col] = code
     return -1
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def gather(buf, spans, col, out):
-    """The column's texts copied into ``out`` one after another, NUL between them (nothing
-    for an absent one); returns the number of bytes written."""
-    w = 0
-    for i in range(spans.shape[0]):
-        if i:
-            out[w] = 0
-            w += 1
-        a, n = spans[i, 2 * col], spans[i, 2 * col + 1]
-        for k in range(n):
-            out[w + k] = buf[a + k]
-        if n > 0:
-            w += n
-    return w
