@@ -47,8 +47,12 @@ class BatchProcessor(Protocol):
 
     ``new_mask`` marks the events stored by this batch (not replays); ``received_at`` is the
     wall-clock time its oldest message arrived. Processors also get an empty batch every
-    ``tick_interval_s`` (timers such as absence checks run then).
+    ``tick_interval_s`` (timers such as absence checks run then). ``prepare`` runs while the
+    database takes the batch's COPY, before ``process``: work done there as if every event
+    were new keeps the transaction short (a replay's ``process`` must not use it).
     """
+
+    def prepare(self, events: EventBatch) -> None: ...
 
     async def process(
         self, conn: asyncpg.Connection, events: EventBatch, new_mask: np.ndarray,
@@ -335,7 +339,12 @@ class Pipeline:
                     after.append(done)
             return after
 
-        result = await self.writer.write(events, dead, in_transaction, copy_data=copy_data)
+        def while_copying() -> None:
+            for processor in self.processors:
+                processor.prepare(events)
+
+        result = await self.writer.write(events, dead, in_transaction, copy_data=copy_data,
+                                         while_copying=while_copying)
         for done in result.hook_result or ():
             done()
         return result

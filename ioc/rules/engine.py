@@ -512,9 +512,13 @@ class RuleEngine:
                 )
         return ev
 
+    def is_current(self, ev: Evaluation) -> bool:
+        """Whether ``ev`` was computed on the engine as it is now (nothing changed since)."""
+        return ev._generation == self._generation
+
     def commit(self, ev: Evaluation) -> None:
         """Apply ``ev``'s state changes (call once its rows are durably stored)."""
-        if ev._generation != self._generation:
+        if not self.is_current(ev):
             raise StaleEvaluationError("the engine changed since this evaluation; evaluate again")
         self._registry.add(DeviceMeta(d) for d in ev._new_devices)
         if ev._clock_update is not None:

@@ -12,6 +12,7 @@ reported.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,13 +97,16 @@ class BatchWriter:
         in_transaction: InTransaction | None = None,
         *,
         copy_data: memoryview | None = None,
+        while_copying: Callable[[], None] | None = None,
     ) -> WriteResult:
         """Store the batch exactly once and run ``in_transaction`` inside the same transaction.
 
         ``copy_data`` is the batch's :func:`encode_events` output if the caller encoded it
-        ahead (the pipeline does, while the previous transaction runs). Transient failures
-        (connection lost, server restarting, deadlock) are retried with backoff until they
-        pass; permanent ones raise PermanentStorageError.
+        ahead (the pipeline does, while the previous transaction runs). ``while_copying`` is
+        work for the service's CPU while the server takes the fast path's COPY (the pipeline
+        evaluates the rules then, for ``in_transaction`` to use if every event proves new).
+        Transient failures (connection lost, server restarting, deadlock) are retried with
+        backoff until they pass; permanent ones raise PermanentStorageError.
         """
         n = len(events)
         # A repeat within the batch fails the fast COPY like a replay does, and takes the
@@ -121,10 +125,11 @@ class BatchWriter:
                         await self._partitions.ensure(conn, missing)
                 try:
                     return await self._transaction(events, dead, in_transaction, fast,
-                                                   copy_data)
+                                                   copy_data, while_copying)
                 except _Replay:
                     fast = False
-                    return await self._transaction(events, dead, in_transaction, fast, None)
+                    return await self._transaction(events, dead, in_transaction, fast, None,
+                                                   None)
                 except _MissingPartition:
                     async with self._pool.acquire() as conn:
                         await self._partitions.load(conn)
@@ -138,6 +143,7 @@ class BatchWriter:
         in_transaction: InTransaction | None,
         fast: bool,
         copy_data: memoryview | None,
+        while_copying: Callable[[], None] | None,
     ) -> WriteResult:
         async with self._pool.acquire() as conn, conn.transaction():
             new_devices = await self._register_devices(conn, events)
@@ -149,7 +155,7 @@ class BatchWriter:
                     columns=DEAD_COLUMNS,
                 )
             if fast:
-                new_mask = await self._copy_events(conn, events, copy_data)
+                new_mask = await self._copy_events(conn, events, copy_data, while_copying)
             elif len(events):
                 new_mask = await self._insert_new_events(conn, events)
             else:
@@ -176,13 +182,25 @@ class BatchWriter:
         return sorted(unseen)
 
     async def _copy_events(
-        self, conn: asyncpg.Connection, events: EventBatch, copy_data: memoryview | None
+        self, conn: asyncpg.Connection, events: EventBatch, copy_data: memoryview | None,
+        while_copying: Callable[[], None] | None,
     ) -> np.ndarray:
+        copy = asyncio.ensure_future(conn.copy_to_table(
+            self._partitions.copy_target(events.ts),
+            source=encode_events(events) if copy_data is None else copy_data,
+            columns=COLUMNS, format="binary"))
+        if while_copying is not None:
+            try:
+                # One turn of the loop lets the COPY task send the statement and all its data
+                # (asyncpg writes a buffer in one go); the server works through it meanwhile.
+                await asyncio.sleep(0)
+                while_copying()
+            except BaseException:
+                copy.cancel()  # the connection must be idle again before it is given back
+                await asyncio.gather(copy, return_exceptions=True)
+                raise
         try:
-            await conn.copy_to_table(self._partitions.copy_target(events.ts),
-                                     source=encode_events(events) if copy_data is None else copy_data,
-                                     columns=COLUMNS,
-                                     format="binary")
+            await copy
         except asyncpg.UniqueViolationError as exc:
             raise _Replay from exc
         except asyncpg.UndefinedTableError as exc:  # the day's partition was just dropped

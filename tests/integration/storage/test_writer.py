@@ -157,6 +157,30 @@ async def test_in_transaction_hook_failure_rolls_back_everything(database: str) 
         await pool.close()
 
 
+async def test_work_while_copying_runs_on_the_fast_path_and_its_failure_rolls_back(
+    database: str,
+) -> None:
+    pool, writer = await open_writer(database)
+    try:
+        before = await count(pool)
+        calls: list[int] = []
+        batch = make_batch(3000, seed=9)
+        first = await writer.write(batch, while_copying=lambda: calls.append(1))
+        again = await writer.write(batch, while_copying=lambda: calls.append(2))
+        assert (first.new, again.new, calls) == (3000, 0, [1, 2])
+
+        def failing() -> None:
+            raise RuntimeError("rule evaluation failed")
+
+        with pytest.raises(RuntimeError):
+            await writer.write(make_batch(3000, seed=10), while_copying=failing)
+        assert await count(pool) == before + 3000
+        later = await writer.write(make_batch(10, seed=11))  # the connections are usable again
+        assert later.new == 10
+    finally:
+        await pool.close()
+
+
 async def test_server_restart_mid_batch_is_retried(tmp_path) -> None:
     """A fast shutdown kills the writer's connection mid-COPY; the batch is retried, not lost."""
     with EmbeddedPostgres() as pg:

@@ -34,14 +34,20 @@ rows = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x"
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(rows, st.randoms()), max_size=4))
-def test_fold_equals_a_plain_scan(batches: list) -> None:
+def test_fold_equals_a_plain_scan_with_or_without_prepare(batches: list) -> None:
     latest = LatestValues(pool=None)  # type: ignore[arg-type]
     want: dict[tuple[str, str], tuple[int, float]] = {}
     for events, rnd in batches:
         mask = np.array([rnd.random() < 0.8 for _ in events], dtype=bool)
         if not mask.any():
             continue
-        latest.fold(batch(events), mask)
+        b = batch(events)
+        ahead = rnd.random()
+        if ahead < 0.4:  # evaluated ahead during the COPY, as the pipeline does
+            latest.prepare(b)
+        elif ahead < 0.6:  # a stale preparation (another batch) must be ignored
+            latest.prepare(batch(events[::-1]))
+        latest.fold(b, mask)
         newest: dict[tuple[str, str], tuple[int, float]] = {}
         for (device, kind, ts, value), new in zip(events, mask, strict=True):
             if new and ((device, kind) not in newest or ts >= newest[(device, kind)][0]):
