@@ -39,8 +39,10 @@ async def round_trip(dsn: str, events: EventBatch, *, ordinal: bool) -> list[asy
 
 
 def assert_same(rows: list[asyncpg.Record], events: EventBatch, *, ordinal: bool) -> None:
+    """Rows come in time order (ties in batch order), each the event at its ordinal."""
     assert len(rows) == len(events)
-    for i, row in enumerate(rows):
+    order = sorted(range(len(events)), key=lambda i: int(events.ts[i]))
+    for i, row in zip(order, rows, strict=True):
         assert row["ord"] == (i if ordinal else None)
         assert row["ts"] == events.ts[i]
         for column in ("device_id", "event_id", "kind", "unit"):

@@ -20,9 +20,9 @@ MIN_TS, MAX_TS = -210_000_000_000_000_000, 9_000_000_000_000_000_000  # in Postg
 
 
 def reference(events: EventBatch, *, ordinal: bool = False) -> bytes:
-    """The format spelled out with struct, one row and one field at a time."""
+    """The format spelled out with struct, one row and one field at a time, in time order."""
     out = [SIGNATURE]
-    for i in range(len(events)):
+    for i in sorted(range(len(events)), key=lambda i: int(events.ts[i])):
         fields: list[bytes | None] = [struct.pack(">i", i)] if ordinal else []
         fields += [
             struct.pack(">q", int(events.ts[i]) - PG_EPOCH_US),
