@@ -42,6 +42,7 @@ from typing import Annotated, Any, NamedTuple, overload
 import msgspec
 import numpy as np
 
+from ioc.coded import CodedList, buffer_codes
 from ioc.ingest import scan
 from ioc.storage.batch import DeadLetter, EventBatch, TextColumn
 
@@ -992,7 +993,14 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
     else:
         device = [e if e is not None else _text_at(buf, spans, i, scan.DEVICE)
                   for i, e in enumerate(expected)]
-    devices = set(device)
+    if vouched is expected:
+        device_codes, first = buffer_codes(np.frombuffer(joined, np.uint8), exp_start, exp_len)
+        seen = list(map(device.__getitem__, first.tolist()))
+    else:
+        seen = list(dict.fromkeys(device))
+        position = {d: i for i, d in enumerate(seen)}
+        device_codes = np.fromiter(map(position.__getitem__, device), np.int64, n)
+    devices = set(seen)
     for new in devices - run.ok_devices:
         if _device_problem(new) is not None:
             return None
@@ -1020,7 +1028,7 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
             return None
         run.ok_units.add(new)
     units.append(None)  # code -1: no unit
-    kind = list(map(kinds.__getitem__, codes[:, 0].tolist()))
+    kind = CodedList(kinds, codes[:, 0])
     # Event ids and attrs stay where they lie in the messages: the COPY encoder copies them
     # from there, and no str is made for them.
     event_id: Sequence[str] = _column(buf, spans, scan.EVENT_ID)
@@ -1029,12 +1037,11 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
         event_id = list(event_id)  # type: ignore[arg-type]
         for i in np.flatnonzero(missing).tolist():
             event_id[i] = derive_event_id(device[i], kind[i], int(ts[i]))
-    # One shared object per distinct device, kind and unit: the passes that follow (rules,
-    # latest values, the COPY encoder) then read a few hot strings with cached hashes
-    # instead of one scattered fresh string per event.
-    return EventBatch(device_id=list(map(canonical, device, device)), event_id=event_id,
-                      kind=kind, ts=ts, value=value,
-                      unit=list(map(units.__getitem__, codes[:, 1].tolist())),
+    # One shared object per distinct device, kind and unit, with each event's code for it:
+    # the passes that follow (rules, latest values, the COPY encoder) work per distinct value.
+    return EventBatch(device_id=CodedList([canonical(d, d) for d in seen], device_codes),
+                      event_id=event_id, kind=kind, ts=ts, value=value,
+                      unit=CodedList(units, codes[:, 1] % len(units)),
                       attrs=_column(buf, spans, scan.ATTRS))
 
 

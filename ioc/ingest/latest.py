@@ -16,6 +16,7 @@ from itertools import repeat
 import asyncpg
 import numpy as np
 
+from ioc.coded import CodedList
 from ioc.storage.batch import EventBatch
 from ioc.storage.devices import upsert_latest
 from ioc.tasks import cancel_and_wait
@@ -27,6 +28,8 @@ FLUSH_INTERVAL_S = 2.0
 
 def _codes(values: list[str], codes: dict[str, int]) -> np.ndarray:
     """The code of each value, giving new values the next free codes."""
+    if type(values) is CodedList:
+        return _codes(values.values, codes)[values.codes]
     found = np.fromiter(map(codes.get, values, repeat(-1)), dtype=np.int64, count=len(values))
     if (found < 0).any():
         for value in values:

@@ -14,6 +14,8 @@ from typing import overload
 
 import numpy as np
 
+from ioc.coded import CodedList
+
 EVENT_COLUMNS = ("device_id", "event_id", "kind", "ts", "value", "unit", "attrs")
 
 
@@ -81,12 +83,20 @@ def _concat_texts(columns: list[Sequence[str | None]],
                       np.concatenate([c.size for c in texts]))
 
 
+def _concat_lists(columns: list[list[str]]) -> list[str]:
+    """One column of the parts' columns: coded if all are (see :mod:`ioc.coded`)."""
+    if all(type(c) is CodedList for c in columns):
+        return CodedList.concat(columns)  # type: ignore[arg-type]
+    return list(chain.from_iterable(columns))
+
+
 @dataclass(slots=True)
 class EventBatch:
     """Decoded events, one entry per event in every column.
 
     ``ts`` is microseconds since the Unix epoch (UTC); ``attrs`` holds JSON
-    object text (or None) exactly as it will be stored in the jsonb column.
+    object text (or None) exactly as it will be stored in the jsonb column. From the
+    decoder's column-wise path, devices, kinds and units are CodedLists.
     """
 
     device_id: list[str] = field(default_factory=list)
@@ -120,12 +130,12 @@ class EventBatch:
             return cls()
         joined: dict[tuple[int, ...], tuple[np.ndarray, list[int]]] = {}
         return cls(
-            device_id=list(chain.from_iterable(b.device_id for b in batches)),
+            device_id=_concat_lists([b.device_id for b in batches]),
             event_id=_concat_texts([b.event_id for b in batches], joined),  # type: ignore[arg-type]
-            kind=list(chain.from_iterable(b.kind for b in batches)),
+            kind=_concat_lists([b.kind for b in batches]),
             ts=np.concatenate([b.ts for b in batches]),
             value=np.concatenate([b.value for b in batches]),
-            unit=list(chain.from_iterable(b.unit for b in batches)),
+            unit=_concat_lists([b.unit for b in batches]),
             attrs=_concat_texts([b.attrs for b in batches], joined),
         )
 

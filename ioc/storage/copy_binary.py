@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 from numba import njit
 
+from ioc.coded import CodedList
 from ioc.storage.batch import EventBatch, TextColumn
 from ioc.storage.pool import PG_EPOCH_US
 
@@ -76,9 +77,13 @@ def encode_events(events: EventBatch, *, ordinal: bool = False) -> memoryview:
 
 def _text(values: Sequence[str | None]) -> TextColumn:
     """The column as one buffer: as it is if a TextColumn, else msgpack-encoded (UTF-8 as is)
-    with a _MARKER after each value to find where it ends."""
+    with a _MARKER after each value to find where it ends; a CodedList by its distinct
+    values."""
     if type(values) is TextColumn:
         return values
+    if type(values) is CodedList:
+        distinct = _text(values.values)
+        return TextColumn(distinct.buf, distinct.start[values.codes], distinct.size[values.codes])
     n = len(values)
     items: list[object] = [_MARKER] * (2 * n)
     items[0::2] = values
