@@ -147,3 +147,21 @@ def test_broker_restart_under_load(pg_server, mqtt_broker: EmbeddedMosquitto,
     assert not errors, errors
     assert_exactly(wait_for_count(dsn, "brokerrs", len(items)), items)
     assert svc.running()
+
+
+def test_broker_down_for_a_while_then_back(pg_server, mqtt_broker: EmbeddedMosquitto,
+                                           service_factory) -> None:
+    """Refused connects are retried with backoff; meanwhile the service lives and is not ready."""
+    dsn = new_database(pg_server, "broker_down")
+    svc = service_factory(IOC_DATABASE_URL=dsn, IOC_MQTT_URL=mqtt_broker.url,
+                          IOC_MQTT_CLIENT_ID="ioc-broker-down").start()
+    mqtt_broker.stop_server()
+    time.sleep(4)  # the reconnects at about 1 s and 3 s are refused
+    assert svc.running()
+    assert http("GET", f"{svc.url}/readyz")[0] == 503
+    mqtt_broker.start()
+    items = water_levels(3000, "brokerdn")
+    mqtt_publish(mqtt_broker.url, as_mqtt(items))
+    assert_exactly(wait_for_count(dsn, "brokerdn", len(items)), items)
+    assert http("GET", f"{svc.url}/readyz")[0] == 200
+    assert "failed (" in svc.log()
