@@ -181,8 +181,9 @@ class MqttSource:
 
     def _closed(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        loop.remove_reader(sock)
-        loop.remove_writer(sock)
+        with contextlib.suppress(ValueError):  # handed over from the worker: already closed
+            loop.remove_reader(sock)
+            loop.remove_writer(sock)
         if self._sock is sock:
             self._sock = None
             self._lost.set()
