@@ -79,7 +79,6 @@ class MqttSource:
         self.client_id = client_id
         self.receive_maximum = receive_maximum
         self._buf: list[tuple[bytes, str, int, int, int]] = []
-        self._received = 0
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._epoch = 0  # connection generation: acks are valid only on the connection they came on
@@ -197,16 +196,19 @@ class MqttSource:
             asyncio.get_running_loop().remove_writer(sock)
 
     def _readable(self) -> None:
-        """Read packets until one brings no message (the socket is drained) or the burst ends."""
+        """Read packets until one brings no message (the socket is drained) or the burst ends.
+
+        The drain task cannot take ``_buf`` during the burst, so its length counts messages.
+        """
         client = self._client
         if client is None or self._connecting():
             return
         tls_pending = getattr(self._sock, "pending", None)  # bytes TLS has decrypted already
         for _ in range(READ_BURST):
-            seen = self._received
+            seen = len(self._buf)
             if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                 return
-            if self._received == seen and not (tls_pending and tls_pending()):
+            if len(self._buf) == seen and not (tls_pending and tls_pending()):
                 return
 
     def _writable(self) -> None:
@@ -251,7 +253,6 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._buf.append((msg.payload, msg.topic, msg.mid, msg.qos, self._epoch))
-        self._received += 1
         self._wake.set()
 
     # ---- pipeline side -------------------------------------------------------------------
