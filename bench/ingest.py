@@ -147,6 +147,14 @@ async def ceilings(dsn: str, batches: list[EventBatch]) -> dict:
         await conn.close()
 
 
+def median_round(results: list[dict], ratio: str) -> dict:
+    """The median round by ``ratio`` as the headline, with the ratio's range and every round."""
+    median = sorted(results, key=lambda r: r[ratio])[(len(results) - 1) // 2]
+    ratios = [r[ratio] for r in results]
+    return {**median, f"{ratio}_median": median[ratio], f"{ratio}_range": [min(ratios), max(ratios)],
+            "rounds": results}
+
+
 def bench_kafka(pg: EmbeddedPostgres, n: int, rounds: int, tmp: Path) -> dict:
     items = payloads(n, seed=1)
     ceiling_dsn = pg.create_database("bench_ceiling")
@@ -181,12 +189,8 @@ def bench_kafka(pg: EmbeddedPostgres, n: int, rounds: int, tmp: Path) -> dict:
             print(f"kafka round {i}: {result['events_per_s']} events/s, bare COPY "
                   f"{result['ceilings']['bare_copy']} -> {result['vs_bare_copy']}x", flush=True)
             results.append(result)
-    median = sorted(results, key=lambda r: r["vs_bare_copy"])[(len(results) - 1) // 2]
-    ratios = [r["vs_bare_copy"] for r in results]
-    return {**median, "produce_events_per_s": round(n / produce_s), "warmup_drain": warmup,
-            "vs_bare_copy_median": median["vs_bare_copy"],
-            "vs_bare_copy_range": [min(ratios), max(ratios)],
-            "rounds": results}
+    return {**median_round(results, "vs_bare_copy"), "produce_events_per_s": round(n / produce_s),
+            "warmup_drain": warmup}
 
 
 def drain_kafka(pg: EmbeddedPostgres, kafka: EmbeddedKafka, topic: str, n: int, i: int,
@@ -301,10 +305,7 @@ def bench_mqtt(pg: EmbeddedPostgres, n: int, rounds: int, tmp: Path) -> dict:
         print(f"mqtt round {i}: {result['events_per_s']} events/s, bare subscriber "
               f"{round(bare)} -> {result['vs_bare_subscriber']}x", flush=True)
         results.append(result)
-    median = sorted(results, key=lambda r: r["vs_bare_subscriber"])[(len(results) - 1) // 2]
-    ratios = [r["vs_bare_subscriber"] for r in results]
-    return {**median, "vs_bare_subscriber_median": median["vs_bare_subscriber"],
-            "vs_bare_subscriber_range": [min(ratios), max(ratios)], "rounds": results}
+    return median_round(results, "vs_bare_subscriber")
 
 
 def main() -> None:
