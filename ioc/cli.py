@@ -58,11 +58,22 @@ async def _serve(settings: Settings) -> None:
     service = Service(settings)
     await service.start()
     tune_garbage_collector()
+    server = make_server(create_app(settings, service), settings, on_exit=service.close_streams)
+
+    async def stop_on_fatal() -> None:
+        await service.supervisor.fatal.wait()
+        service.close_streams()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_on_fatal())
     try:
-        await make_server(create_app(settings, service), settings,
-                          on_exit=service.close_streams).serve()
+        await server.serve()
     finally:
+        watcher.cancel()
         await service.stop()
+    if service.supervisor.fatal.is_set():
+        # Exit non-zero so that the process manager starts a fresh process.
+        raise CommandError(f"stopped after a failure: {service.supervisor.fatal_reason}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

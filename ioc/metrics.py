@@ -61,6 +61,9 @@ class Metrics:
         self.alert_latency = Histogram(
             "ioc_alert_latency_seconds", "Event received to alert published on the live feed.",
             buckets=_LATENCY, registry=r)
+        self.task_failures = Counter(
+            "ioc_task_failures", "Unexpected exceptions in a background task (or a batch that "
+            "crashed the writer), by task.", ["task"], registry=r)
         self.notification_failures = Counter(
             "ioc_notification_failures", "Notification attempts that failed, by channel.",
             ["channel"], registry=r)

@@ -23,8 +23,10 @@ from ioc.alerts import Alerts, load_notifications
 from ioc.api.deps import KeyCache
 from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
+from ioc.ingest.faults import injected_faults
 from ioc.ingest.latest import LatestValues
 from ioc.ingest.pipeline import Pipeline
+from ioc.ingest.quarantine import Quarantine
 from ioc.ingest.rule_processor import RuleProcessor
 from ioc.metrics import Metrics
 from ioc.rules import (
@@ -44,7 +46,7 @@ from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import connect, create_pool
 from ioc.storage.rules import delete_states, latest_ts, list_rules, load_states, sync_file_rules
 from ioc.storage.writer import BatchWriter
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.supervisor = Supervisor(
+            on_failure=lambda task: self.metrics.task_failures.labels(task).inc())
         self.keys = KeyCache()
         self.flavour = "postgres"
         self.sources: list[Source] = []
@@ -120,11 +124,11 @@ class Service:
             self.api_pool, self.metrics, notifications=self.notifications,
             storm_window_s=s.storm_window,
             mqtt_url=s.mqtt_url if s.alerts_mqtt_publish else None,
-            mqtt_client_id=f"{s.mqtt_client_id}-alerts",
+            mqtt_client_id=f"{s.mqtt_client_id}-alerts", supervisor=self.supervisor,
         )
         await self.alerts.start()
         self.rules = RuleProcessor(await self._load_engine(), self.metrics, sink=self.alerts)
-        self.latest = LatestValues(self.api_pool)
+        self.latest = LatestValues(self.api_pool, supervisor=self.supervisor)
         await self.latest.start()
         self._pipeline = Pipeline(
             writer, self.metrics,
@@ -137,13 +141,16 @@ class Service:
             batch_max=s.batch_max,
             batch_wait_s=s.batch_wait_ms / 1000,
             queue_max=s.queue_max,
-            processors=[self.rules, self.latest],
+            processors=[self.rules, self.latest, *injected_faults()],
+            supervisor=self.supervisor,
+            quarantine=Quarantine(self.api_pool),
         )
         await self._pipeline.start()
         self.sources = self._make_sources()
         for source in self.sources:
             await source.start()
-        self._tasks.append(asyncio.create_task(self._maintenance(partitions), name="maintenance"))
+        self._tasks.append(self.supervisor.spawn("maintenance",
+                                                 lambda: self._maintenance(partitions)))
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (tests)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         log.info("service started: flavour %s, sources %s, batch max %d / %d ms",
@@ -267,14 +274,15 @@ class Service:
 
             sources.append(MqttSource(
                 self.pipeline, self.metrics, url=s.mqtt_url, topic=s.mqtt_topic,
-                client_id=s.mqtt_client_id, receive_maximum=s.mqtt_receive_maximum))
+                client_id=s.mqtt_client_id, receive_maximum=s.mqtt_receive_maximum,
+                supervisor=self.supervisor))
         if s.kafka_bootstrap:
             from ioc.ingest.kafka import KafkaSource
 
             sources.append(KafkaSource(
                 self.pipeline, self.metrics, bootstrap=s.kafka_bootstrap, topic=s.kafka_topic,
                 group=s.kafka_group, session_timeout_ms=s.kafka_session_timeout_ms,
-                max_records=s.batch_max))
+                max_records=s.batch_max, supervisor=self.supervisor))
         return sources
 
     # ---- background ------------------------------------------------------------------------
@@ -305,6 +313,8 @@ class Service:
             checks["database"] = f"unavailable: {type(exc).__name__}"
         if self._pipeline and self._pipeline.degraded:
             checks["writer"] = f"failing: {self._pipeline.degraded[:200]}"
+        for task, why in self.supervisor.failing.items():
+            checks[task] = f"failing: {why}"
         for source in self.sources:
             checks[source.name] = "ok" if source.ready() else "not connected"
         return checks

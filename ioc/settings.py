@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     batch_wait_ms: Annotated[int, Field(gt=0, le=60_000)] = 50
     queue_max: Annotated[int, Field(gt=0)] = 200_000
     max_payload_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
+    ingest_timeout: PositiveSeconds = 30.0
     max_lateness: PositiveSeconds = 3600.0
     max_event_age: PositiveSeconds = 365 * 86400.0
     max_future_skew: PositiveSeconds = 3600.0

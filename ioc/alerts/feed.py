@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ioc.metrics import Metrics
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,10 @@ class Subscription:
 
 class LiveFeed:
     def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, poll_s: float = 0.5,
-                 heartbeat_s: float = 15.0, queue_max: int = 1000) -> None:
+                 heartbeat_s: float = 15.0, queue_max: int = 1000,
+                 supervisor: Supervisor | None = None) -> None:
         self._pool = pool
+        self._supervisor = supervisor or Supervisor()
         self._metrics = metrics
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
@@ -109,7 +111,7 @@ class LiveFeed:
 
     async def start(self) -> None:
         self._position = await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_feed")
-        self._task = asyncio.create_task(self._pump_loop(), name="alerts-feed")
+        self._task = self._supervisor.spawn("alerts-feed", self._pump_loop)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

@@ -25,7 +25,7 @@ from ioc.alerts.senders import MqttPublisher
 from ioc.alerts.shape import SEVERITIES
 from ioc.metrics import Metrics
 from ioc.rules import Transition
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,26 @@ class Alerts:
         storm_window_s: float, mqtt_url: str | None = None, mqtt_client_id: str = "ioc-alerts",
         feed_poll_s: float = 0.5, notify_poll_s: float = 1.0, heartbeat_s: float = 15.0,
         client_queue_max: int = 1000, retention_s: float = 7 * 86400.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor = supervisor or Supervisor()
         self._pool = pool
         self._metrics = metrics
         self.retention_s = retention_s
         self._recorder = Recorder(notifications, storm_window_s=storm_window_s,
                                   mqtt=bool(mqtt_url))
         self.feed = LiveFeed(pool, metrics, poll_s=feed_poll_s, heartbeat_s=heartbeat_s,
-                             queue_max=client_queue_max)
+                             queue_max=client_queue_max, supervisor=supervisor)
         mqtt = MqttPublisher(mqtt_url, mqtt_client_id) if mqtt_url else None
         self.notifier = Notifier(pool, metrics, notifications, storm_window_s=storm_window_s,
-                                 mqtt=mqtt, poll_s=notify_poll_s)
+                                 mqtt=mqtt, poll_s=notify_poll_s, supervisor=supervisor)
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.feed.start()
         await self.notifier.start()
-        self._task = asyncio.create_task(self._housekeeping(), name="alerts-housekeeping")
+        self._task = self._supervisor.spawn("alerts-housekeeping", self._housekeeping)
         log.info("alerts started: %d webhook(s), MQTT publishing %s, storm window %.0fs",
                  len(self._recorder.notifications.webhooks),
                  "on" if self._recorder.mqtt else "off", self._recorder.storm_window_s)

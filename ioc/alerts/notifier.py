@@ -42,7 +42,7 @@ import msgspec
 from ioc.alerts.config import NotificationConfig
 from ioc.alerts.senders import MqttPublisher, SendError, WebhookSender
 from ioc.metrics import Metrics
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,9 @@ def group_payload(change: str, rule_id: str | None, district: str | None,
 class Notifier:
     def __init__(self, pool: asyncpg.Pool, metrics: Metrics, config: NotificationConfig, *,
                  storm_window_s: float, mqtt: MqttPublisher | None = None,
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0, supervisor: Supervisor | None = None) -> None:
         self._pool = pool
+        self._supervisor = supervisor or Supervisor()
         self._metrics = metrics
         self.config = config
         self.storm_window_s = storm_window_s
@@ -158,7 +159,7 @@ class Notifier:
     async def start(self) -> None:
         if self.mqtt is not None:
             await self.mqtt.start()
-        self._task = asyncio.create_task(self._loop(), name="alerts-notifier")
+        self._task = self._supervisor.spawn("alerts-notifier", self._loop)
 
     async def stop(self) -> None:
         """Stop claiming; let sends in flight finish (each is bounded by its timeout)."""

@@ -23,7 +23,7 @@ from ioc.ingest.kafka_records import installed as lean_installed
 from ioc.ingest.kafka_records import lean_records
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ class KafkaSource:
         group: str,
         session_timeout_ms: int = 10000,
         max_records: int = 5000,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.supervisor = supervisor or Supervisor()
         self.metrics = metrics
         self.bootstrap = bootstrap
         self.topic = topic
@@ -85,8 +87,10 @@ class KafkaSource:
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         await consumer.start()
         self._consumer = consumer
-        self._task = asyncio.create_task(self._consume_loop(), name="kafka-consume")
-        self._committer = asyncio.create_task(self._commit_loop(), name="kafka-commit")
+        # The consumer's position is past what it fetched: a restarted consume loop would skip
+        # records while later offsets get committed, so its failure stops the service.
+        self._task = self.supervisor.spawn("kafka-consume", self._consume_loop, fatal=True)
+        self._committer = self.supervisor.spawn("kafka-commit", self._commit_loop)
         log.info("Kafka source started: %s topic %s group %s (session timeout %d ms)",
                  self.bootstrap, self.topic, self.group, self.session_timeout_ms)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ioc.coded import CodedList
 from ioc.storage.batch import EventBatch
 from ioc.storage.devices import upsert_latest
-from ioc.tasks import cancel_and_wait
+from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,10 @@ def _codes(values: list[str], codes: dict[str, int]) -> np.ndarray:
 
 
 class LatestValues:
-    def __init__(self, pool: asyncpg.Pool, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, pool: asyncpg.Pool, interval_s: float = FLUSH_INTERVAL_S,
+                 supervisor: Supervisor | None = None) -> None:
         self._pool = pool
+        self._supervisor = supervisor or Supervisor()
         self._interval_s = interval_s
         self._dirty: dict[tuple[str, str], tuple[int, float]] = {}
         self._device_codes: dict[str, int] = {}
@@ -49,7 +51,7 @@ class LatestValues:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_loop(), name="device-latest")
+        self._task = self._supervisor.spawn("device-latest", self._flush_loop)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

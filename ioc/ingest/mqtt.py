@@ -30,6 +30,7 @@ from ioc.ingest.decode import RawMessage
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
 from ioc.mqtt_client import client_from_url
+from ioc.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,10 @@ class MqttSource:
         topic: str,
         client_id: str,
         receive_maximum: int = 20000,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.supervisor = supervisor or Supervisor()
         self.metrics = metrics
         self.url = url
         self.topic = topic
@@ -112,9 +115,11 @@ class MqttSource:
         client.connect_async(host, port, keepalive=KEEPALIVE_S, clean_start=False,
                              properties=props)
         self._client = client
-        self._tasks = [asyncio.create_task(self._connection_loop(client), name="mqtt-connect"),
-                       asyncio.create_task(self._keepalive_loop(client), name="mqtt-keepalive")]
-        self._drain = asyncio.create_task(self._drain_loop(), name="mqtt-drain")
+        spawn = self.supervisor.spawn
+        self._tasks = [spawn("mqtt-connect", lambda: self._connection_loop(client)),
+                       spawn("mqtt-keepalive", lambda: self._keepalive_loop(client))]
+        # Messages the drain task took and had not handed on would be neither stored nor acked.
+        self._drain = spawn("mqtt-drain", self._drain_loop, fatal=True)
         log.info("MQTT source connecting to %s:%d as %s, topic %s, receive maximum %d",
                  host, port, self.client_id, self.topic, self.receive_maximum)
 

@@ -50,15 +50,16 @@ async def page(conn: asyncpg.Connection, f: DeadLetterFilter, *, before_id: int 
     return rows, (rows[-1]["id"] if more else None)
 
 
-async def lock(conn: asyncpg.Connection, dead_letter_id: int) -> asyncpg.Record | None:
-    """The dead letter, locked for this transaction so that one replay at a time goes ahead."""
-    return await conn.fetchrow(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1 FOR UPDATE",
+async def get(conn: asyncpg.Connection, dead_letter_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1",
                                dead_letter_id)
 
 
-async def mark_replayed(conn: asyncpg.Connection, dead_letter_id: int, by: str) -> asyncpg.Record:
+async def mark_replayed(conn: asyncpg.Connection, dead_letter_id: int,
+                        by: str) -> asyncpg.Record | None:
+    """Marks the dead letter replayed; None if another replay marked it first."""
     return await conn.fetchrow(
-        "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2 WHERE id = $1"
-        " RETURNING replayed_at, replayed_by",
+        "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2"
+        " WHERE id = $1 AND replayed_at IS NULL RETURNING replayed_at, replayed_by",
         dead_letter_id, by,
     )

@@ -150,8 +150,8 @@ class BatchWriter:
             if dead:
                 await conn.copy_records_to_table(
                     "dead_letters",
-                    records=[(d.source, d.topic, d.partition, d.offset, d.reason, d.detail,
-                              d.raw) for d in dead],
+                    records=[(d.source, _text(d.topic), d.partition, d.offset, d.reason,
+                              _text(d.detail), d.raw) for d in dead],
                     columns=DEAD_COLUMNS,
                 )
             if fast:
@@ -231,6 +231,14 @@ class BatchWriter:
                 new_mask[i] = True
                 stored.discard(key)  # a repeat within the batch is not new
         return new_mask
+
+
+def _text(value: str | None) -> str | None:
+    """A dead letter's topic or detail as text PostgreSQL takes: a detail may quote the input,
+    and input may hold NUL characters or lone surrogates (the raw bytes keep it all)."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _first_kind(events: EventBatch, ids: set[str]) -> tuple[list[str], list[str]]:

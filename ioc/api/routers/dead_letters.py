@@ -3,7 +3,9 @@
 Dead letters hold raw input of any district, so agency keys cannot read them. A replay
 decodes the raw bytes again with the service's current limits: when that gives events and
 no rejection, they go through the pipeline (stored and seen by the rules like live input)
-and the dead letter is marked replayed, inside one row lock, so a second replay is a 409.
+and the dead letter is then marked replayed; a second replay is a 409. No row lock or pool
+connection is held while the pipeline works: two replays racing store the events once (the
+writer is idempotent) and only one of them marks the dead letter.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ def _item(r: Any, zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
     }
 
 
+def _replayed(dead_letter_id: int, row: Any) -> ApiError:
+    return ApiError(409, "conflict", f"dead letter {dead_letter_id} was replayed at "
+                    f"{row['replayed_at'].isoformat()} by {row['replayed_by']}")
+
+
 @router.get("/dead-letters", response_model=DeadLetterPage,
             responses=error_responses(401, 403, 422),
             summary="Input that could not be stored, newest first")
@@ -124,27 +131,34 @@ async def list_dead_letters(
 async def replay_dead_letter(service: ServiceDep, key: OperatorKey, dead_letter_id: DeadLetterId,
                              tz: Zone) -> Response:
     actor = key.name or f"key-{key.id}"
-    async with service.api_pool.acquire() as conn, conn.transaction():
-        row = await dead_letters.lock(conn, dead_letter_id)
-        if row is None:
-            raise ApiError(404, "not_found", f"no dead letter {dead_letter_id}")
-        if row["replayed_at"] is not None:
-            raise ApiError(409, "conflict", f"dead letter {dead_letter_id} was replayed at "
-                           f"{row['replayed_at'].isoformat()} by {row['replayed_by']}")
-        message = RawMessage(bytes(row["raw"]), row["source"], row["topic"], row["partition"],
-                             row["offset"])
-        decoded = decode([message], service.pipeline.limits)
-        if decoded.dead or not len(decoded.events):
-            raise ApiError(422, "invalid", {"rejected": [
-                {"reason": d.reason, "detail": d.detail} for d in decoded.dead]})
-        try:
-            result = await service.pipeline.submit_and_wait([message])
-        except PipelineClosed as exc:
-            raise ApiError(503, "unavailable", str(exc)) from None
-        if result.rejected:
-            raise ApiError(422, "invalid", {"rejected": [
-                {"reason": d.reason, "detail": d.detail} for d in result.rejected]})
+    async with service.api_pool.acquire() as conn:
+        row = await dead_letters.get(conn, dead_letter_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no dead letter {dead_letter_id}")
+    if row["replayed_at"] is not None:
+        raise _replayed(dead_letter_id, row)
+    message = RawMessage(bytes(row["raw"]), row["source"], row["topic"], row["partition"],
+                         row["offset"])
+    decoded = decode([message], service.pipeline.limits)
+    if decoded.dead or not len(decoded.events):
+        raise ApiError(422, "invalid", {"rejected": [
+            {"reason": d.reason, "detail": d.detail} for d in decoded.dead]})
+    timeout = service.settings.ingest_timeout
+    try:
+        result = await service.pipeline.submit_and_wait([message], timeout)
+    except PipelineClosed as exc:
+        raise ApiError(503, "unavailable", str(exc)) from None
+    except TimeoutError:
+        raise ApiError(503, "timeout", f"not committed within {timeout:g} s; the events may "
+                       "still be stored: replay again later", headers={"Retry-After": "30"},
+                       ) from None
+    if result.rejected:
+        raise ApiError(422, "invalid", {"rejected": [
+            {"reason": d.reason, "detail": d.detail} for d in result.rejected]})
+    async with service.api_pool.acquire() as conn:
         marked = await dead_letters.mark_replayed(conn, dead_letter_id, actor)
+        if marked is None:
+            raise _replayed(dead_letter_id, await dead_letters.get(conn, dead_letter_id))
     return Response(msgspec.json.encode({
         "id": dead_letter_id, "accepted": result.accepted, "duplicates": result.duplicates,
         "replayed_at": _show(zoneinfo.ZoneInfo(tz), marked["replayed_at"]),

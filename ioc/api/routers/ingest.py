@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -31,7 +33,9 @@ class IngestResult(BaseModel):
     responses=error_responses(401, 403, 413, 422, 503),
     summary="Store events (one object, an array, or the multi-reading form)",
     description="Answers after the events are committed. Events that cannot be stored are "
-    "kept as dead letters and listed under `rejected`; if nothing was accepted the answer is 422.",
+    "kept as dead letters and listed under `rejected`; if nothing was accepted the answer is 422. "
+    "When the events are not committed within IOC_INGEST_TIMEOUT the answer is 503 with "
+    "Retry-After: they may still be stored, and sending them again stores nothing twice.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
         "example": {"device_id": "hg-vt-wl-001", "kind": "water_level",
@@ -47,10 +51,17 @@ async def ingest(request: Request, service: ServiceDep, key: IngestKey) -> JSONR
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "payload_too_large", f"body over {limit} bytes")
+    timeout = service.settings.ingest_timeout
     try:
-        result = await service.pipeline.submit_and_wait([RawMessage(bytes(body), "http")])
+        result = await service.pipeline.submit_and_wait([RawMessage(bytes(body), "http")],
+                                                        timeout)
     except PipelineClosed as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
+    except TimeoutError:
+        raise ApiError(
+            503, "timeout", f"not committed within {timeout:g} s (the database is slow or "
+            "down); the events may still be stored: send them again later, nothing is stored "
+            "twice", headers={"Retry-After": str(math.ceil(min(timeout, 60)))}) from None
     out = IngestResult(
         accepted=result.accepted,
         duplicates=result.duplicates,
