@@ -132,9 +132,15 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from ioc.rules import check_command
+    """Each problem on stderr and exit 1, or ``OK: N rules`` on stdout and exit 0."""
+    from ioc.rules import check_rules_file
 
-    return check_command(args.file)
+    result = check_rules_file(args.file)
+    if result.error is not None:
+        print(result.error, file=sys.stderr)
+        return 1
+    print(f"OK: {len(result.rules)} rules")
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ reading a rule file, and nothing imports the other ``ioc`` packages.
 """
 
 from ioc.rules.backtest import backtest
-from ioc.rules.check import check_command
+from ioc.rules.check import RuleFileCheck, check_rules_file
 from ioc.rules.codec import rule_fingerprint, rule_from_dict, rule_to_dict
 from ioc.rules.engine import (
     Evaluation,
@@ -28,13 +28,14 @@ __all__ = [
     "Rule",
     "RuleBatch",
     "RuleEngine",
+    "RuleFileCheck",
     "RuleFileError",
     "RuleProblem",
     "StaleEvaluationError",
     "Transition",
     "Where",
     "backtest",
-    "check_command",
+    "check_rules_file",
     "load_rules_file",
     "load_rules_text",
     "rule_fingerprint",

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ioc.cli import main
 from ioc.rules import (
     Absent,
     Condition,
@@ -16,7 +17,7 @@ from ioc.rules import (
     Rule,
     RuleFileError,
     Where,
-    check_command,
+    check_rules_file,
     load_rules_file,
     load_rules_text,
     rule_from_dict,
@@ -189,13 +190,27 @@ def test_shipped_rule_file_is_valid_and_covers_the_hazards() -> None:
     assert rules["pm25-unhealthy"].for_s == 900 and rules["sensor-offline"].absent.for_s == 900
 
 
-def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_command(str(CONFIG)) == 0
+def test_check_rules_file_returns_the_rules_or_every_problem(tmp_path: Path) -> None:
+    good = check_rules_file(CONFIG)
+    assert good.ok and good.error is None and len(good.rules) == len(load_rules_file(CONFIG))
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - id: x\n    when: {op: '>', value: 1}\n    for: soon\n")
+    result = check_rules_file(bad)
+    assert not result.ok and result.rules == []
+    assert result.error is not None
+    assert str(result.error).startswith(f"{bad}:4: rule 'x': for: cannot parse duration")
+    missing = check_rules_file(tmp_path / "missing.yaml")
+    assert missing.error is not None and "cannot read" in str(missing.error)
+
+
+def test_rules_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ioc rules check`: OK and exit 0, or the problems on stderr and exit 1."""
+    assert main(["rules", "check", str(CONFIG)]) == 0
     assert capsys.readouterr().out.startswith("OK: ")
     bad = tmp_path / "rules.yaml"
     bad.write_text("rules:\n  - id: x\n    when: {op: '>', value: 1}\n    for: soon\n")
-    assert check_command(str(bad)) == 1
+    assert main(["rules", "check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"{bad}:4: rule 'x': for: cannot parse duration")
-    assert check_command(str(tmp_path / "missing.yaml")) == 1
+    assert main(["rules", "check", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err
