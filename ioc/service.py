@@ -20,7 +20,6 @@ from typing import Protocol
 import asyncpg
 
 from ioc.alerts import Alerts, load_notifications
-from ioc.api.deps import KeyCache
 from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
 from ioc.ingest.faults import injected_faults
@@ -39,11 +38,12 @@ from ioc.rules import (
     rule_to_dict,
 )
 from ioc.settings import Settings
-from ioc.storage.devices import sync_registry
+from ioc.storage.devices import device_metas, registered_ids, sync_registry
 from ioc.storage.errors import DatabaseUnavailable, error_type
+from ioc.storage.key_cache import KeyCache
 from ioc.storage.migrations import migrate
 from ioc.storage.partitions import PartitionManager
-from ioc.storage.pool import connect, create_pool
+from ioc.storage.pool import connect, create_pool, ping
 from ioc.storage.rules import delete_states, latest_ts, list_rules, load_states, sync_file_rules
 from ioc.storage.writer import BatchWriter
 from ioc.tasks import Supervisor, cancel_and_wait
@@ -80,12 +80,12 @@ class Service:
         self.metrics = Metrics()
         self.supervisor = Supervisor(
             on_failure=lambda task: self.metrics.task_failures.labels(task).inc())
-        self.keys = KeyCache()
         self.flavour = "postgres"
         self.sources: list[Source] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._writer_pool: asyncpg.Pool | None = None
         self._api_pool: asyncpg.Pool | None = None
+        self._keys: KeyCache | None = None
         self._pipeline: Pipeline | None = None
         # Files are read and validated before anything connects, so a typo fails fast.
         self.file_rules, self.devices = read_files(settings)
@@ -98,6 +98,12 @@ class Service:
     def api_pool(self) -> asyncpg.Pool:
         assert self._api_pool is not None, "service not started"
         return self._api_pool
+
+    @property
+    def keys(self) -> KeyCache:
+        """The API keys seen lately (the API authenticates through it)."""
+        assert self._keys is not None, "service not started"
+        return self._keys
 
     @property
     def pipeline(self) -> Pipeline:
@@ -113,6 +119,7 @@ class Service:
         await self._migrate()
         self._writer_pool = await create_pool(s.database_url, size=2, writer=True)
         self._api_pool = await create_pool(s.database_url, size=s.db_pool_size)
+        self._keys = KeyCache(self._api_pool)
         known = await self._sync_devices()
         partitions = PartitionManager(self.flavour)
         writer = BatchWriter(
@@ -205,8 +212,7 @@ class Service:
             else:
                 log.warning("device registry %s not found: devices are auto-registered",
                             self.settings.devices_file)
-            rows = await conn.fetch("SELECT id FROM devices WHERE registered_by <> 'auto'")
-        return frozenset(r["id"] for r in rows)
+            return await registered_ids(conn)
 
     async def _load_engine(self) -> RuleEngine:
         """The engine with the file's and the API's rules, restored from rule_state."""
@@ -215,8 +221,7 @@ class Service:
                 if self.file_rules is not None:
                     await sync_file_rules(conn, [rule_to_dict(r) for r in self.file_rules])
             rules = await self._stored_rules(conn)
-            metas = [DeviceMeta(r["id"], r["name"], r["district"], tuple(r["tags"] or ()))
-                     for r in await conn.fetch("SELECT id, name, district, tags FROM devices")]
+            metas = await device_metas(conn)
             engine = RuleEngine(rules, metas, max_lateness_s=self.settings.max_lateness)
             ignored = engine.load_state(await load_states(conn))
             await delete_states(conn, ignored)
@@ -307,7 +312,7 @@ class Service:
         checks: dict[str, str] = {}
         try:
             async with asyncio.timeout(2):
-                await self.api_pool.fetchval("SELECT 1")
+                await ping(self.api_pool)
             checks["database"] = "ok"
         except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError) as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"

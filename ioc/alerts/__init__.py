@@ -1,7 +1,8 @@
 """Alerts: lifecycle and dedup, silences, notifications (outbox, webhooks, MQTT), live feed.
 
-Uses ``storage`` conventions and ``rules.Transition``; nothing here imports the API or the
-service. :class:`Alerts` is the one object the service owns.
+Writes and reads through ``storage.alerts`` (every statement is there) and takes
+``rules.Transition``; nothing here imports the API or the service. :class:`Alerts` is the one
+object the service owns.
 """
 
 from ioc.alerts.config import (
@@ -11,9 +12,10 @@ from ioc.alerts.config import (
     load_notifications,
 )
 from ioc.alerts.feed import FeedFilter
-from ioc.alerts.lifecycle import FEED_LOCK, AlertNotFound, AlertStateConflict
+from ioc.alerts.lifecycle import AlertNotFound, AlertStateConflict
 from ioc.alerts.manager import Alerts
 from ioc.alerts.senders import DELIVERY_HEADER, SIGNATURE_HEADER, signature
+from ioc.storage.alerts import FEED_LOCK
 
 __all__ = [
     "DELIVERY_HEADER",

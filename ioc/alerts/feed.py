@@ -24,21 +24,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from ioc.metrics import Metrics
+from ioc.storage.alerts import feed_after, feed_head, feed_replay
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 _PAGE = 500
-_FETCH = """
-SELECT id, district, severity, data::text AS data, received_at FROM alert_feed
-WHERE id > $1 ORDER BY id LIMIT $2
-"""
-_REPLAY = """
-SELECT id, data::text AS data FROM alert_feed
-WHERE id > $1 AND id <= $2
-  AND ($3::text[] IS NULL OR district = ANY($3)) AND ($4::text IS NULL OR severity = $4)
-ORDER BY id LIMIT $5
-"""
 _DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -110,7 +101,7 @@ class LiveFeed:
         return self._position
 
     async def start(self) -> None:
-        self._position = await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_feed")
+        self._position = await feed_head(self._pool)
         self._task = self._supervisor.spawn("alerts-feed", self._pump_loop)
 
     async def stop(self) -> None:
@@ -143,7 +134,7 @@ class LiveFeed:
                 await asyncio.sleep(1.0)
 
     async def _pump(self) -> int:
-        rows = await self._pool.fetch(_FETCH, self._position, _PAGE)
+        rows = await feed_after(self._pool, self._position, _PAGE)
         now = time.time()
         dropped = 0
         for row in rows:
@@ -181,7 +172,7 @@ class LiveFeed:
         districts: Sequence[str] | None = (
             sorted(filter.districts) if filter.districts is not None else None)
         while after < upto:
-            rows = await self._pool.fetch(_REPLAY, after, upto, districts, filter.severity, _PAGE)
+            rows = await feed_replay(self._pool, after, upto, districts, filter.severity, _PAGE)
             if not rows:
                 return
             for row in rows:

@@ -4,7 +4,7 @@ Everything here runs inside the caller's transaction, so an alert change, its au
 live-feed row and its notifications commit together or not at all (kill -9 loses none and
 duplicates none).
 
-Ordering: every writer first takes the transaction-level advisory lock :data:`FEED_LOCK`, and
+Ordering: every writer first takes the transaction-level advisory lock ``FEED_LOCK``, and
 only then touches alerts. That one lock (a) makes feed ids commit in increasing order, which is
 what lets SSE clients resume from an id without gaps, and (b) gives every writer the same lock
 order, so the batch writer and an operator's ack cannot deadlock on alert rows. The price is
@@ -13,7 +13,8 @@ why the pipeline should record alerts last in its batch transaction.
 
 At most one open alert per (rule, device) is enforced by the partial unique index
 ``alerts_one_open``; fires are written with ``INSERT ... ON CONFLICT ... DO UPDATE``, so even a
-writer that does not take the lock cannot create a second one.
+writer that does not take the lock cannot create a second one. The statements themselves are
+in ``ioc/storage/alerts.py``.
 """
 
 from __future__ import annotations
@@ -28,59 +29,16 @@ import asyncpg
 import msgspec
 
 from ioc.alerts.config import NotificationConfig
-from ioc.alerts.shape import ALERT_COLUMNS, alert_dict, district_slug
+from ioc.alerts.shape import alert_dict, district_slug
 from ioc.alerts.silences import Silence, active_silences, silenced
 from ioc.rules import Transition
+from ioc.storage import alerts as stored
+from ioc.storage.devices import device_districts
 
-FEED_LOCK = 0x10C_A1E7  # pg_advisory_xact_lock key of every alert writer
 SYSTEM = "system"
 MQTT_TOPIC = "ioc/v1/alerts/{district}"
 MQTT_CHANGES = frozenset({"fired", "acknowledged", "resolved"})
 _AUDIT_ACTION = {"fired": "firing", "acknowledged": "acknowledged", "resolved": "resolved"}
-_QUALIFIED = ", ".join(f"a.{c.strip()}" for c in ALERT_COLUMNS.split(","))
-_EPOCH_US = "timestamptz 'epoch' + u.ts_us * interval '1 microsecond'"
-
-_FIRE = f"""
-INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value,
-                         started_at, last_seen_at, silenced)
-SELECT u.rule_id, u.device_id, u.district, u.kind, u.severity, u.message, u.value,
-       {_EPOCH_US}, {_EPOCH_US}, u.silenced
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::float8[], $8::int8[], $9::bool[])
-     AS u(rule_id, device_id, district, kind, severity, message, value, ts_us, silenced)
-ON CONFLICT (rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
-    count = a.count + 1,
-    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
-    value = EXCLUDED.value, message = EXCLUDED.message, updated_at = now()
-RETURNING (a.xmax = 0) AS inserted, {_QUALIFIED}
-"""
-_CLEAR = f"""
-UPDATE alerts AS a SET state = 'resolved', resolved_at = {_EPOCH_US}, resolved_by = '{SYSTEM}',
-                       updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(rule_id, device_id, ts_us)
-WHERE a.rule_id = u.rule_id AND a.device_id = u.device_id AND a.state <> 'resolved'
-RETURNING {_QUALIFIED}
-"""
-_AUDIT = """
-INSERT INTO alert_audit (alert_id, action, actor, note)
-SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])
-"""
-_FEED = """
-INSERT INTO alert_feed (alert_id, change, district, severity, data, received_at)
-SELECT u.alert_id, u.change, u.district, u.severity, u.data::json, u.received_at
-FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
-     WITH ORDINALITY AS u(alert_id, change, district, severity, data, received_at, ord)
-ORDER BY u.ord
-"""
-_OUTBOX = """
-INSERT INTO outbox (channel, target, payload, alert_id, rule_id, district, change, next_attempt_at)
-SELECT u.channel, u.target, u.payload::jsonb, u.alert_id, u.rule_id, u.district, u.change,
-       now() + make_interval(secs => u.delay_s)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[],
-            $8::float8[]) WITH ORDINALITY
-     AS u(channel, target, payload, alert_id, rule_id, district, change, delay_s, ord)
-ORDER BY u.ord
-"""
 
 
 class AlertNotFound(LookupError):
@@ -131,10 +89,8 @@ class Recorder:
         Transitions are split into waves in which each (rule, device) occurs once, so that each
         wave is one set-based statement per action however large the batch is.
         """
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
-        devices = {t.device_id for t in transitions}
-        district = dict(await conn.fetch(
-            "SELECT id, district FROM devices WHERE id = ANY($1::text[])", list(devices)))
+        await stored.lock_alert_writes(conn)
+        district = await device_districts(conn, {t.device_id for t in transitions})
         silences = await active_silences(conn)
         waves: list[list[int]] = []
         seen: Counter[tuple[str, str]] = Counter()
@@ -171,7 +127,7 @@ class Recorder:
             for col, v in zip(cols, (t.rule_id, t.device_id, d, t.kind, t.severity, t.message,
                                      value, t.ts_us, quiet), strict=True):
                 col.append(v)
-        rows = await conn.fetch(_FIRE, *cols)
+        rows = await stored.fire_alerts(conn, cols)
         order = {(t.rule_id, t.device_id): i for i, t in fires}
         for row in rows:
             alert = alert_dict(row)
@@ -184,8 +140,9 @@ class Recorder:
 
     async def _clear(self, conn: asyncpg.Connection, clears: list[tuple[int, Transition]],
                      written: Written) -> None:
-        rows = await conn.fetch(_CLEAR, [t.rule_id for _, t in clears],
-                                [t.device_id for _, t in clears], [t.ts_us for _, t in clears])
+        rows = await stored.clear_alerts(conn, [t.rule_id for _, t in clears],
+                                         [t.device_id for _, t in clears],
+                                         [t.ts_us for _, t in clears], SYSTEM)
         order = {(t.rule_id, t.device_id): i for i, t in clears}
         for row in rows:
             alert = alert_dict(row)
@@ -195,20 +152,14 @@ class Recorder:
     async def set_state(self, conn: asyncpg.Connection, alert_id: int, state: str, actor: str,
                         note: str | None) -> Written:
         """Acknowledge or resolve by hand; the caller holds the transaction."""
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
-        current = await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+        await stored.lock_alert_writes(conn)
+        current = await stored.lock_alert_state(conn, alert_id)
         if current is None:
             raise AlertNotFound(alert_id)
         allowed = ("firing",) if state == "acknowledged" else ("firing", "acknowledged")
         if current not in allowed:
             raise AlertStateConflict(alert_id, current, state)
-        if state == "acknowledged":
-            sql = ("UPDATE alerts AS a SET state = 'acknowledged', acknowledged_at = now(),"
-                   " acknowledged_by = $2, updated_at = now()")
-        else:
-            sql = ("UPDATE alerts AS a SET state = 'resolved', resolved_at = now(),"
-                   " resolved_by = $2, updated_at = now()")
-        row = await conn.fetchrow(f"{sql} WHERE id = $1 RETURNING {_QUALIFIED}", alert_id, actor)
+        row = await stored.set_alert_state(conn, alert_id, state, actor)
         written = Written([Change(0, state, alert_dict(row), actor, note)])
         await self._publish(conn, written, None, await active_silences(conn))
         return written
@@ -221,17 +172,18 @@ class Recorder:
             return
         audit = [c for c in changes if c.actor is not None]
         if audit:
-            await conn.execute(_AUDIT, [c.alert["id"] for c in audit],
-                               [_AUDIT_ACTION[c.change] for c in audit],
-                               [c.actor for c in audit], [c.note for c in audit])
+            await stored.insert_audit(conn, [c.alert["id"] for c in audit],
+                                      [_AUDIT_ACTION[c.change] for c in audit],
+                                      [c.actor for c in audit], [c.note for c in audit])
         feed_data = [msgspec.json.encode({**c.alert, "change": c.change}).decode() for c in changes]
-        await conn.execute(_FEED, [c.alert["id"] for c in changes], [c.change for c in changes],
-                           [c.alert["district"] for c in changes],
-                           [c.alert["severity"] for c in changes], feed_data,
-                           [received_at] * len(changes))
+        await stored.insert_feed(conn, [c.alert["id"] for c in changes],
+                                 [c.change for c in changes],
+                                 [c.alert["district"] for c in changes],
+                                 [c.alert["severity"] for c in changes], feed_data,
+                                 [received_at] * len(changes))
         outbox = self._outbox_rows(changes, silences)
         if outbox:
-            await conn.execute(_OUTBOX, *map(list, zip(*outbox, strict=True)))
+            await stored.insert_outbox(conn, outbox)
         written.outbox_rows = len(outbox)
 
     def _outbox_rows(self, changes: list[Change], silences: list[Silence]) -> list[tuple[Any, ...]]:

@@ -25,6 +25,7 @@ from ioc.alerts.senders import MqttPublisher
 from ioc.alerts.shape import SEVERITIES
 from ioc.metrics import Metrics
 from ioc.rules import Transition
+from ioc.storage.alerts import open_alert_counts, prune_feed_and_outbox
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -159,18 +160,10 @@ class Alerts:
             self._changed.clear()
 
     async def _update_gauges(self) -> None:
-        rows = await self._pool.fetch(
-            "SELECT severity, count(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY severity")
-        counts = {r["severity"]: r["n"] for r in rows}
+        counts = await open_alert_counts(self._pool)
         for severity in SEVERITIES:
             self._metrics.alerts_open.labels(severity).set(counts.get(severity, 0))
 
     async def _prune(self) -> None:
-        async with self._pool.acquire() as conn:
-            feed = await conn.execute(
-                "DELETE FROM alert_feed WHERE at < now() - make_interval(secs => $1)",
-                self.retention_s)
-            outbox = await conn.execute(
-                "DELETE FROM outbox WHERE coalesce(delivered_at, failed_at)"
-                " < now() - make_interval(secs => $1)", self.retention_s)
+        feed, outbox = await prune_feed_and_outbox(self._pool, self.retention_s)
         log.debug("alert housekeeping: %s feed rows, %s outbox rows", feed, outbox)

@@ -42,6 +42,7 @@ import msgspec
 from ioc.alerts.config import NotificationConfig
 from ioc.alerts.senders import MqttPublisher, SendError, WebhookSender
 from ioc.metrics import Metrics
+from ioc.storage import alerts as stored
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -53,48 +54,6 @@ MQTT_MAX_AGE_S = 86400.0
 _CANDIDATES = 200
 _PER_TARGET = {"webhook": 4, "mqtt": 100}  # messages in flight per endpoint
 _DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
-
-_CLAIM = """
-SELECT id, delivery_id::text AS delivery_id, channel, target, payload::text AS payload, attempts,
-       grouped, rule_id, district, change, extract(epoch FROM created_at)::float8 AS created_s
-FROM outbox
-WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL
-  AND next_attempt_at <= now()
-  AND NOT (channel = 'webhook' AND target = ANY($2::text[]))
-  AND NOT (channel = 'mqtt' AND $3)
-ORDER BY next_attempt_at, id
-LIMIT $1
-FOR UPDATE SKIP LOCKED
-"""
-_SIBLINGS = """
-WITH sib AS (
-    SELECT id FROM outbox
-    WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL AND NOT grouped
-      AND channel = 'webhook' AND target = $1 AND rule_id = $2
-      AND district IS NOT DISTINCT FROM $3 AND change = $4 AND id <> ALL($5::int8[])
-      AND created_at <= (SELECT created_at FROM outbox WHERE id = $5[1])
-                        + make_interval(secs => $6)
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED)
-SELECT o.id, o.payload::text AS payload FROM outbox o JOIN sib USING (id) ORDER BY o.id
-"""
-_MERGE = "UPDATE outbox SET merged_into = $1 WHERE id = ANY($2::int8[])"
-_GROUPED = "UPDATE outbox SET payload = $2::jsonb, grouped = true WHERE id = $1"
-_LEASE = "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = ANY($1)"
-_DELIVERED = """
-UPDATE outbox SET delivered_at = now(), last_error = NULL,
-                  attempts = attempts + CASE WHEN id = $1 THEN 1 ELSE 0 END
-WHERE id = $1 OR merged_into = $1
-"""
-_FAILED = """
-UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-    failed_at = CASE WHEN $3 OR attempts + 1 >= $4 OR now() - created_at > make_interval(secs => $5)
-                     THEN now() END,
-    next_attempt_at = now() + make_interval(secs => $6)
-WHERE id = $1
-RETURNING failed_at IS NOT NULL AS failed
-"""
-_FAILED_MEMBERS = "UPDATE outbox SET failed_at = now(), last_error = $2 WHERE merged_into = $1"
 
 
 @dataclass(slots=True)
@@ -203,11 +162,11 @@ class Notifier:
         """One claim; returns True when due rows were left for another round at once."""
         hooks, mqtt_busy = self._excluded()
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, _CANDIDATES, hooks, mqtt_busy)
+            rows = await stored.claim_outbox(conn, _CANDIDATES, hooks, mqtt_busy)
             messages = await self._choose(conn, rows)
             if messages:
                 ids = [m.id for ms in messages.values() for m in ms]
-                await conn.execute(_LEASE, ids, self.lease_s)
+                await stored.lease_outbox(conn, ids, self.lease_s)
         for key, batch in messages.items():
             task = asyncio.create_task(self._send_all(key, batch), name=f"notify-{key[1]}")
             self._inflight[key] = task
@@ -246,17 +205,17 @@ class Notifier:
                    and r["created_s"] <= row["created_s"] + self.storm_window_s]
         payloads = {r["id"]: r["payload"] for r in claimed}
         if self.storm_window_s > 0:
-            extra = await conn.fetch(_SIBLINGS, *same, [row["id"], *payloads],
-                                     self.storm_window_s)
+            extra = await stored.storm_siblings(conn, same, [row["id"], *payloads],
+                                                self.storm_window_s)
             payloads.update((r["id"], r["payload"]) for r in extra)
         members = sorted(payloads)
         if members:
-            await conn.execute(_MERGE, row["id"], members)
+            await stored.merge_outbox(conn, row["id"], members)
         taken.update(members)
         alerts = [leader.payload["alert"], *(json.loads(payloads[i])["alert"] for i in members)]
         leader.payload = group_payload(row["change"], row["rule_id"], row["district"], alerts)
         leader.members = members
-        await conn.execute(_GROUPED, leader.id, json.dumps(leader.payload, ensure_ascii=False))
+        await stored.store_grouped(conn, leader.id, leader.payload)
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -271,7 +230,7 @@ class Notifier:
             async with self._pool.acquire() as conn:
                 for m, result in zip(messages, results, strict=True):
                     if result is None:
-                        await conn.execute(_DELIVERED, m.id)
+                        await stored.outbox_delivered(conn, m.id)
                         self._blocked.pop(key, None)
                     elif isinstance(result, SendError):
                         await self._record_failure(conn, key, m, result)
@@ -300,10 +259,10 @@ class Notifier:
         max_attempts = hook.max_attempts if hook else MQTT_MAX_ATTEMPTS
         max_age = hook.max_age_s if hook else MQTT_MAX_AGE_S
         delay = backoff_s(m.attempts + 1, err.retry_after_s)
-        failed = await conn.fetchval(_FAILED, m.id, str(err)[:500], err.permanent, max_attempts,
-                                     max_age, delay)
+        failed = await stored.outbox_failed(conn, m.id, str(err)[:500], permanent=err.permanent,
+                                            max_attempts=max_attempts, max_age_s=max_age,
+                                            retry_in_s=delay)
         if failed:
-            await conn.execute(_FAILED_MEMBERS, m.id, str(err)[:500])
             log.error("notifier: giving up on %s %s delivery %s after %d attempt(s): %s",
                       m.channel, m.target, m.delivery_id, m.attempts + 1, err)
             return

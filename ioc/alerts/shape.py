@@ -13,12 +13,10 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from ioc.storage.alerts import ALERT_FIELDS
+
 SEVERITIES = ("info", "warning", "critical")
 STATES = ("firing", "acknowledged", "resolved")
-ALERT_COLUMNS = (
-    "id, rule_id, device_id, district, kind, severity, state, message, value, count, started_at,"
-    " last_seen_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, silenced"
-)
 _TIME_FIELDS = ("started_at", "last_seen_at", "acknowledged_at", "resolved_at")
 # The province's time, as the events API shows by default (+07:00, no daylight saving).
 LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
@@ -34,11 +32,8 @@ def iso(value: int | dt.datetime | None) -> str | None:
 
 
 def alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row selected with :data:`ALERT_COLUMNS` as the alert JSON object."""
-    out = {k: row[k] for k in ("id", "rule_id", "device_id", "district", "kind", "severity",
-                               "state", "message", "value", "count", "started_at",
-                               "last_seen_at", "acknowledged_at", "acknowledged_by",
-                               "resolved_at", "resolved_by", "silenced")}
+    """A row selected with ``storage.alerts.ALERT_COLUMNS`` as the alert JSON object."""
+    out = {k: row[k] for k in ALERT_FIELDS}
     for k in _TIME_FIELDS:
         out[k] = iso(out[k])
     value = out["value"]

@@ -1,8 +1,11 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the service, settings and the caller's key."""
+"""FastAPI dependencies as ``Annotated`` aliases: the service, settings and the caller's key.
+
+Keys are looked up through the service's ``KeyCache`` (``ioc/storage/key_cache.py``), which
+lives below the service so that the service need not import the API.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,13 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ioc.api.errors import ApiError
 from ioc.settings import Settings
-from ioc.storage.keys import ApiKey, find_key, touch_key
+from ioc.storage.keys import ApiKey
 
 if TYPE_CHECKING:
     from ioc.service import Service
 
-_CACHE_S = 30.0
-_TOUCH_S = 60.0
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `ioc keys create`.")
 ANONYMOUS_ADMIN = ApiKey(id=0, name="auth-off", role="admin", districts=None)
 
@@ -36,34 +37,6 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-class KeyCache:
-    """Recently seen keys, so that a busy ingest client costs no database round trip per call."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
-        self._touched: dict[int, float] = {}
-
-    async def lookup(self, service: Service, token: str) -> ApiKey | None:
-        now = time.monotonic()
-        hit = self._entries.get(token)
-        if hit and hit[0] > now:
-            key = hit[1]
-        else:
-            async with service.api_pool.acquire() as conn:
-                key = await find_key(conn, token)
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[token] = (now + _CACHE_S, key)
-        if key is not None and self._touched.get(key.id, 0) + _TOUCH_S < now:
-            self._touched[key.id] = now
-            async with service.api_pool.acquire() as conn:
-                await touch_key(conn, key.id)
-        return key
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 async def current_key(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -73,7 +46,7 @@ async def current_key(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>",
                        headers={"WWW-Authenticate": "Bearer"})
-    key = await service.keys.lookup(service, credentials.credentials)
+    key = await service.keys.lookup(credentials.credentials)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -81,6 +54,11 @@ async def current_key(
 
 
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def actor(key: ApiKey) -> str:
+    """Who a change made with this key is recorded as (audit rows, rule versions)."""
+    return key.name or f"key:{key.id}"
 
 
 def require_role(*roles: str) -> Callable[[ApiKey], ApiKey]:

@@ -1,4 +1,6 @@
 """PostgreSQL/TimescaleDB access: pools, migrations, the batch writer and queries.
 
-This package knows SQL and nothing above it: it never imports ingest, rules, alerts or api.
+Every SQL statement of the service is written in this package, and it knows nothing above it:
+it never imports ingest, alerts, the service or the API. Of the pure ``rules`` package it
+uses only the model (``DeviceMeta``), to hand the engine its devices.
 """

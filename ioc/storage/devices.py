@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import asyncpg
 
 from ioc.devices import Device
+from ioc.rules.model import DeviceMeta
 
 
 async def sync_registry(conn: asyncpg.Connection, devices: list[Device]) -> int:
@@ -38,6 +41,26 @@ async def all_devices(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         'SELECT id, name, kind, district, ward, lat, lon, extract(epoch FROM "interval") AS interval_s,'
         " tags, registered_by FROM devices ORDER BY id"
     )
+
+
+async def registered_ids(conn: asyncpg.Connection) -> frozenset[str]:
+    """Devices registered from the file or by an admin (not auto-registered by their events)."""
+    rows = await conn.fetch("SELECT id FROM devices WHERE registered_by <> 'auto'")
+    return frozenset(r["id"] for r in rows)
+
+
+async def device_metas(conn: asyncpg.Connection) -> list[DeviceMeta]:
+    """Every device as the rule engine scopes and words alerts (name, district, tags)."""
+    rows = await conn.fetch("SELECT id, name, district, tags FROM devices")
+    return [DeviceMeta(r["id"], r["name"], r["district"], tuple(r["tags"] or ())) for r in rows]
+
+
+async def device_districts(conn: asyncpg.Connection,
+                           device_ids: Collection[str]) -> dict[str, str | None]:
+    """The district of each of these devices (a device not in the table is left out)."""
+    rows = await conn.fetch("SELECT id, district FROM devices WHERE id = ANY($1::text[])",
+                            list(device_ids))
+    return {r["id"]: r["district"] for r in rows}
 
 
 async def upsert_latest(conn: asyncpg.Connection, device_ids: list[str], kinds: list[str],

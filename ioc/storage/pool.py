@@ -53,6 +53,11 @@ async def create_pool(dsn: str, *, size: int, writer: bool = False) -> asyncpg.P
     )
 
 
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip: raises when the database does not answer (readiness checks)."""
+    await pool.fetchval("SELECT 1")
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     """One plain connection, with the usual failures turned into one readable line."""
     try:

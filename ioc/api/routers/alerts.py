@@ -14,14 +14,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from ioc.alerts import AlertNotFound, Alerts, AlertStateConflict, FeedFilter
 from ioc.alerts.queries import get_alert, list_alerts
-from ioc.api.deps import OperatorKey, ReaderKey, ServiceDep
+from ioc.api.deps import OperatorKey, ReaderKey, ServiceDep, actor
 from ioc.api.errors import ApiError, error_responses
+from ioc.api.params import Timestamp
+from ioc.storage.alerts import AlertFilter
 from ioc.storage.keys import ApiKey
 
 router = APIRouter(tags=["alerts"])
 
 Severity = Literal["info", "warning", "critical"]
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 class Alert(BaseModel):
@@ -86,10 +87,6 @@ def scope(key: ApiKey, district: str | None) -> list[str] | None:
     return list(key.districts)
 
 
-def actor(key: ApiKey) -> str:
-    return key.name or f"key:{key.id}"
-
-
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -116,9 +113,9 @@ async def alerts_list(
 ) -> AlertPage:
     districts = scope(key, district)
     async with service.api_pool.acquire() as conn:
-        items = await list_alerts(conn, state=state, severity=severity, district=district,
-                                  rule_id=rule_id, device_id=device_id, start=start, end=end,
-                                  districts=districts, before_id=_cursor(cursor), limit=limit)
+        f = AlertFilter(state=state, severity=severity, district=district, rule_id=rule_id,
+                        device_id=device_id, start=start, end=end, districts=districts)
+        items = await list_alerts(conn, f, before_id=_cursor(cursor), limit=limit)
     next_cursor = str(items[-1]["id"]) if len(items) == limit else None
     return AlertPage(items=[Alert(**a) for a in items], next_cursor=next_cursor)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from ioc.api.deps import OperatorKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
-from ioc.api.routers.events import ListParam, Since, Until, Zone, check_range, decode_cursor, encode_cursor
+from ioc.api.params import ListParam, Since, Until, Zone, check_range, decode_cursor, encode_cursor
 from ioc.api.scoping import split_values
 from ioc.ingest.decode import RawMessage, decode
 from ioc.ingest.pipeline import PipelineClosed

@@ -14,18 +14,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from ioc.api import params
 from ioc.api.deps import ReaderKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
-from ioc.api.routers.events import (
-    ListParam,
-    Since,
-    Until,
-    Zone,
-    check_range,
-    day_before,
-    decode_cursor,
-    encode_cursor,
-)
 from ioc.api.scoping import plain_text, scoped_districts, split_values
 from ioc.storage import history
 from ioc.storage.history import DeviceFilter
@@ -106,17 +97,17 @@ def _json(value: Any) -> Response:
 async def list_devices(
     service: ServiceDep,
     key: ReaderKey,
-    tz: Zone,
-    district: ListParam = None,
+    tz: params.Zone,
+    district: params.ListParam = None,
     kind: Annotated[str | None, Query(max_length=64, description="Main kind.")] = None,
-    tag: ListParam = None,
+    tag: params.ListParam = None,
     online: bool | None = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
 ) -> Response:
     after = None
     if cursor:
-        after = decode_cursor(cursor)
+        after = params.decode_cursor(cursor)
         if not isinstance(after, str) or "\x00" in after:
             raise ApiError(422, "invalid", "malformed cursor")
     f = DeviceFilter(districts=scoped_districts(key, split_values(district)), kind=plain_text(kind),
@@ -125,7 +116,7 @@ async def list_devices(
         rows = await history.devices(conn, f, after=after, limit=limit + 1, tz=tz)
     more = len(rows) > limit
     items = [_device(r) for r in rows[:limit]]
-    return _json({"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if more else None})
+    return _json({"items": items, "next_cursor": params.encode_cursor(items[-1]["id"]) if more else None})
 
 
 async def _one(service: Service, key: ApiKey, device_id: str, tz: str) -> dict[str, Any]:
@@ -142,7 +133,7 @@ async def _one(service: Service, key: ApiKey, device_id: str, tz: str) -> dict[s
 @router.get("/devices/{device_id}", response_model=Device,
             responses=error_responses(401, 403, 404, 422),
             summary="One device with its last values and online state")
-async def get_device(service: ServiceDep, key: ReaderKey, device_id: DeviceId, tz: Zone) -> Response:
+async def get_device(service: ServiceDep, key: ReaderKey, device_id: DeviceId, tz: params.Zone) -> Response:
     return _json(await _one(service, key, device_id, tz))
 
 
@@ -156,9 +147,9 @@ async def get_completeness(
     service: ServiceDep,
     key: ReaderKey,
     device_id: DeviceId,
-    tz: Zone,
-    start: Since = None,
-    end: Until = None,
+    tz: params.Zone,
+    start: params.Since = None,
+    end: params.Until = None,
     kind: Annotated[str | None, Query(max_length=64,
                                       description="Kind to count (default: main kind).")] = None,
 ) -> Response:
@@ -170,8 +161,8 @@ async def get_completeness(
         raise ApiError(422, "invalid", f"device {device_id!r} has no main kind: pass `kind`")
     now = dt.datetime.now(dt.UTC)
     end = min(end, now) if end is not None else now
-    start = start if start is not None else day_before(end)
-    check_range(start, end)
+    start = start if start is not None else params.day_before(end)
+    params.check_range(start, end)
     interval = dt.timedelta(seconds=device["interval"])
     async with service.api_pool.acquire() as conn:
         row = await history.completeness(conn, device_id, count_kind, start, end, interval, tz)

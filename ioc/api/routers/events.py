@@ -9,23 +9,31 @@ cursor, without a page limit.
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
 import io
-import zoneinfo
 from collections.abc import AsyncIterator
-from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.types import Send
 
 from ioc.api.deps import ReaderKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
+from ioc.api.params import (
+    EARLIEST,
+    ListParam,
+    Since,
+    Until,
+    Zone,
+    check_range,
+    day_before,
+    decode_cursor,
+    encode_cursor,
+)
 from ioc.api.scoping import check_devices, scoped_districts, split_values
 from ioc.storage import history
 from ioc.storage.history import AGGS, BUCKETS, AggregateQuery, EventFilter, EventKey
@@ -38,66 +46,9 @@ router = APIRouter(tags=["events"])
 
 MAX_PAGE = 10_000
 MAX_AGGREGATE_ROWS = 100_000
-DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 CSV_TYPE = "text/csv"
 _AGG = "|".join(AGGS)
 NDJSON_TYPE = "application/x-ndjson"
-
-
-# ---- parameters shared with the other history routers -----------------------------------
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def zone(tz: Annotated[str, Query(
-    description="IANA time zone in which timestamps are shown (RFC 3339 with its offset).",
-    examples=["Asia/Ho_Chi_Minh", "UTC"], max_length=64)] = DEFAULT_TZ) -> str:
-    if tz != "UTC" and tz not in _zones():
-        raise ApiError(422, "invalid", f"unknown time zone {tz!r}")
-    return tz
-
-
-Zone = Annotated[str, Depends(zone)]
-Since = Annotated[AwareDatetime | None, Query(
-    alias="from", description="Inclusive start, RFC 3339 with offset (years 1-9999).")]
-Until = Annotated[AwareDatetime | None, Query(
-    alias="to", description="Exclusive end, RFC 3339 with offset (years 1-9999).")]
-ListParam = Annotated[list[str] | None, Query(
-    description="Repeat the parameter or give a comma-separated list.")]
-
-
-# The instants `from` and `to` may name: a day inside what a datetime holds, so that time
-# zones and default windows cannot overflow, and never datetime.min or max, which asyncpg
-# sends as -infinity and infinity.
-EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-LATEST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
-
-
-def day_before(end: dt.datetime) -> dt.datetime:
-    """The default ``from``: 24 hours before ``end``, but not before EARLIEST."""
-    return end - min(dt.timedelta(days=1), end - EARLIEST)
-
-
-def check_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
-    for name, t in (("from", start), ("to", end)):
-        if t is not None and not EARLIEST <= t <= LATEST:
-            raise ApiError(422, "invalid", f"`{name}` must lie between {EARLIEST:%Y-%m-%d} and "
-                           f"{LATEST:%Y-%m-%d} (UTC)")
-    if start is not None and end is not None and end <= start:
-        raise ApiError(422, "invalid", "`to` must be after `from`")
-
-
-def encode_cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(value)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> Any:
-    try:
-        return msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, msgspec.DecodeError):
-        raise ApiError(422, "invalid", "malformed cursor") from None
 
 
 # ---- models ------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import numpy as np
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
 
-from ioc.api.deps import AdminKey, OperatorKey, ReaderKey, ServiceDep
+from ioc.api.deps import AdminKey, OperatorKey, ReaderKey, ServiceDep, actor
 from ioc.api.errors import ApiError, error_responses
-from ioc.rules import DeviceMeta, RuleBatch, RuleFileError, backtest, rule_from_dict, rule_to_dict
+from ioc.rules import RuleBatch, RuleFileError, backtest, rule_from_dict, rule_to_dict
 from ioc.rules.model import where_matches
-from ioc.storage.keys import ApiKey
+from ioc.storage.devices import device_metas
 from ioc.storage.rules import (
     StoredRule,
     delete_rule,
@@ -86,10 +86,6 @@ def _validated(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(422, "invalid_rule", [p.format() for p in exc.problems]) from None
 
 
-def _actor(key: ApiKey) -> str:
-    return key.name or f"key:{key.id}"
-
-
 @router.get("", response_model=RuleList, responses=error_responses(401, 403))
 async def list_all(service: ServiceDep, key: ReaderKey) -> RuleList:
     async with service.api_pool.acquire() as conn:
@@ -118,7 +114,7 @@ async def create(service: ServiceDep, key: AdminKey,
     async with service.api_pool.acquire() as conn, conn.transaction():
         if await get_rule(conn, definition["id"]) is not None:
             raise ApiError(409, "conflict", f"rule {definition['id']!r} exists; PUT to change it")
-        stored = await put_rule(conn, definition, source="api", actor=_actor(key))
+        stored = await put_rule(conn, definition, source="api", actor=actor(key))
     await service.reload_rules()
     return _out(stored)
 
@@ -132,7 +128,7 @@ async def update(rule_id: str, service: ServiceDep, key: AdminKey,
     async with service.api_pool.acquire() as conn, conn.transaction():
         if await get_rule(conn, rule_id) is None:
             raise ApiError(404, "not_found", f"no rule {rule_id!r}")
-        stored = await put_rule(conn, definition, source="api", actor=_actor(key))
+        stored = await put_rule(conn, definition, source="api", actor=actor(key))
     await service.reload_rules()
     return _out(stored)
 
@@ -141,7 +137,7 @@ async def update(rule_id: str, service: ServiceDep, key: AdminKey,
                responses=error_responses(401, 403, 404))
 async def remove(rule_id: str, service: ServiceDep, key: AdminKey) -> Response:
     async with service.api_pool.acquire() as conn, conn.transaction():
-        if not await delete_rule(conn, rule_id, actor=_actor(key)):
+        if not await delete_rule(conn, rule_id, actor=actor(key)):
             raise ApiError(404, "not_found", f"no rule {rule_id!r}")
     await service.reload_rules()
     return Response(status_code=204)
@@ -165,8 +161,7 @@ async def run_backtest(
         if stored is None:
             raise ApiError(404, "not_found", f"no rule {rule_id!r}")
         rule = rule_from_dict(stored.definition)
-        devices = [DeviceMeta(r["id"], r["name"], r["district"], tuple(r["tags"] or ()))
-                   for r in await conn.fetch("SELECT id, name, district, tags FROM devices")]
+        devices = await device_metas(conn)
         in_scope = (None if rule.where.is_empty()
                     else [d.id for d in devices if where_matches(rule.where, d)])
         cols = await history_for_backtest(conn, kind=rule.kind, device_ids=in_scope,

@@ -13,11 +13,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from ioc.alerts.silences import create_silence, delete_silence, get_silence, list_silences
-from ioc.api.deps import OperatorKey, ReaderKey, ServiceDep
+from ioc.alerts.silences import create_silence, get_silence, list_silences
+from ioc.api.deps import OperatorKey, ReaderKey, ServiceDep, actor
 from ioc.api.errors import ApiError, error_responses
-from ioc.api.routers.alerts import Timestamp, actor
+from ioc.api.params import Timestamp
 from ioc.durations import parse_duration
+from ioc.storage.alerts import delete_silence
 
 router = APIRouter(tags=["silences"])
 

@@ -21,12 +21,12 @@ import uvicorn
 
 from ioc.alerts import Alerts, NotificationConfig
 from ioc.api.app import create_app
-from ioc.api.deps import KeyCache
 from ioc.embedded.postgres import EmbeddedPostgres
 from ioc.embedded.process import free_port
 from ioc.metrics import Metrics
 from ioc.rules import Transition
 from ioc.settings import Settings
+from ioc.storage.key_cache import KeyCache
 from ioc.storage.keys import create_key
 from ioc.storage.pool import create_pool
 from tests.conftest import new_database
@@ -121,7 +121,10 @@ class Harness:
     api_pool: asyncpg.Pool
     alerts: Alerts
     metrics: Metrics = field(default_factory=Metrics)
-    keys: KeyCache = field(default_factory=KeyCache)
+    keys: KeyCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyCache(self.api_pool)
 
 
 class _Server(uvicorn.Server):

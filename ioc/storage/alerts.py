@@ -1,0 +1,370 @@
+"""Every SQL statement of the alert side: alerts, audit, live feed, outbox and silences.
+
+The rules of the alert side (locking order, what a change writes, how storms group, when a
+send gives up) live in ``ioc/alerts``; this module only says how each step is written in SQL,
+so that one file shows everything the alert side asks of the database. Functions that take a
+connection run in the caller's transaction; functions that take a pool run on their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+FEED_LOCK = 0x10C_A1E7  # pg_advisory_xact_lock key every alert writer takes first
+ALERT_FIELDS = ("id", "rule_id", "device_id", "district", "kind", "severity", "state", "message",
+                "value", "count", "started_at", "last_seen_at", "acknowledged_at",
+                "acknowledged_by", "resolved_at", "resolved_by", "silenced")
+ALERT_COLUMNS = ", ".join(ALERT_FIELDS)
+_QUALIFIED = ", ".join(f"a.{c}" for c in ALERT_FIELDS)
+_EPOCH_US = "timestamptz 'epoch' + u.ts_us * interval '1 microsecond'"
+
+# ---- alert changes (inside the caller's transaction) -------------------------------------
+
+_FIRE = f"""
+INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value,
+                         started_at, last_seen_at, silenced)
+SELECT u.rule_id, u.device_id, u.district, u.kind, u.severity, u.message, u.value,
+       {_EPOCH_US}, {_EPOCH_US}, u.silenced
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::float8[], $8::int8[], $9::bool[])
+     AS u(rule_id, device_id, district, kind, severity, message, value, ts_us, silenced)
+ON CONFLICT (rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
+    count = a.count + 1,
+    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+    value = EXCLUDED.value, message = EXCLUDED.message, updated_at = now()
+RETURNING (a.xmax = 0) AS inserted, {_QUALIFIED}
+"""
+_CLEAR = f"""
+UPDATE alerts AS a SET state = 'resolved', resolved_at = {_EPOCH_US}, resolved_by = $4,
+                       updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(rule_id, device_id, ts_us)
+WHERE a.rule_id = u.rule_id AND a.device_id = u.device_id AND a.state <> 'resolved'
+RETURNING {_QUALIFIED}
+"""
+_BY_HAND = {
+    "acknowledged": "UPDATE alerts AS a SET state = 'acknowledged', acknowledged_at = now(),"
+                    " acknowledged_by = $2, updated_at = now()",
+    "resolved": "UPDATE alerts AS a SET state = 'resolved', resolved_at = now(),"
+                " resolved_by = $2, updated_at = now()",
+}
+_AUDIT = """
+INSERT INTO alert_audit (alert_id, action, actor, note)
+SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])
+"""
+_FEED = """
+INSERT INTO alert_feed (alert_id, change, district, severity, data, received_at)
+SELECT u.alert_id, u.change, u.district, u.severity, u.data::json, u.received_at
+FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+     WITH ORDINALITY AS u(alert_id, change, district, severity, data, received_at, ord)
+ORDER BY u.ord
+"""
+_OUTBOX = """
+INSERT INTO outbox (channel, target, payload, alert_id, rule_id, district, change, next_attempt_at)
+SELECT u.channel, u.target, u.payload::jsonb, u.alert_id, u.rule_id, u.district, u.change,
+       now() + make_interval(secs => u.delay_s)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[],
+            $8::float8[]) WITH ORDINALITY
+     AS u(channel, target, payload, alert_id, rule_id, district, change, delay_s, ord)
+ORDER BY u.ord
+"""
+
+
+async def lock_alert_writes(conn: asyncpg.Connection) -> None:
+    """Take :data:`FEED_LOCK` until the transaction ends (see ``ioc/alerts/lifecycle.py``)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+
+
+async def fire_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]]) -> list[asyncpg.Record]:
+    """Open alerts, or bump ``count`` of the open one; ``columns`` are, per fire, rule_id,
+    device_id, district, kind, severity, message, value, ts_us and silenced. Each row returned
+    has ``inserted`` (a new alert) and :data:`ALERT_COLUMNS`."""
+    return await conn.fetch(_FIRE, *columns)
+
+
+async def clear_alerts(conn: asyncpg.Connection, rule_ids: list[str], device_ids: list[str],
+                       ts_us: list[int], actor: str) -> list[asyncpg.Record]:
+    """Resolve the open alert of each (rule, device) at the clearing event's ts."""
+    return await conn.fetch(_CLEAR, rule_ids, device_ids, ts_us, actor)
+
+
+async def lock_alert_state(conn: asyncpg.Connection, alert_id: int) -> str | None:
+    """The alert's state, its row locked until commit; None when there is no such alert."""
+    return await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+
+
+async def set_alert_state(conn: asyncpg.Connection, alert_id: int, state: str,
+                          actor: str) -> asyncpg.Record:
+    """Acknowledge or resolve by hand (the caller checked the transition is allowed)."""
+    return await conn.fetchrow(f"{_BY_HAND[state]} WHERE id = $1 RETURNING {_QUALIFIED}",
+                               alert_id, actor)
+
+
+async def insert_audit(conn: asyncpg.Connection, alert_ids: list[int], actions: list[str],
+                       actors: list[str | None], notes: list[str | None]) -> None:
+    await conn.execute(_AUDIT, alert_ids, actions, actors, notes)
+
+
+async def insert_feed(conn: asyncpg.Connection, alert_ids: list[int], changes: list[str],
+                      districts: list[str | None], severities: list[str], data: list[str],
+                      received_at: list[float | None]) -> None:
+    """Live-feed rows, whose ids follow the order given (they are what SSE clients resume by)."""
+    await conn.execute(_FEED, alert_ids, changes, districts, severities, data, received_at)
+
+
+async def insert_outbox(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows (channel, target, payload, alert_id, rule_id, district, change, delay_s), in order."""
+    await conn.execute(_OUTBOX, *map(list, zip(*rows, strict=True)))
+
+
+# ---- reads of the alert API --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """``state`` "open" means firing or acknowledged; ``start``/``end`` bound ``started_at`` as
+    [start, end); ``districts`` is the caller's scope (None: every district)."""
+
+    state: str | None = None
+    severity: str | None = None
+    district: str | None = None
+    rule_id: str | None = None
+    device_id: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    districts: Sequence[str] | None = None
+
+
+async def list_alerts(conn: asyncpg.Connection, f: AlertFilter, *, before_id: int | None = None,
+                      limit: int = 100) -> list[asyncpg.Record]:
+    """Newest first (by id), continuing below ``before_id``."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def add(clause: str, value: Any) -> None:
+        args.append(value)
+        where.append(clause.format(f"${len(args)}"))
+
+    if f.state == "open":
+        where.append("state <> 'resolved'")
+    elif f.state is not None:
+        add("state = {}", f.state)
+    for column, value in (("severity", f.severity), ("district", f.district),
+                          ("rule_id", f.rule_id), ("device_id", f.device_id)):
+        if value is not None:
+            add(f"{column} = {{}}", value)
+    if f.start is not None:
+        add("started_at >= {}", f.start)
+    if f.end is not None:
+        add("started_at < {}", f.end)
+    if f.districts is not None:
+        add("district = ANY({}::text[])", list(f.districts))
+    if before_id is not None:
+        add("id < {}", before_id)
+    args.append(limit)
+    sql = (f"SELECT {ALERT_COLUMNS} FROM alerts {'WHERE ' + ' AND '.join(where) if where else ''}"
+           f" ORDER BY id DESC LIMIT ${len(args)}")
+    return await conn.fetch(sql, *args)
+
+
+async def get_alert(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1", alert_id)
+
+
+async def alert_audit(conn: asyncpg.Connection, alert_id: int) -> list[asyncpg.Record]:
+    """The alert's changes of state, oldest first."""
+    return await conn.fetch(
+        "SELECT action, actor, note, at FROM alert_audit WHERE alert_id = $1 ORDER BY id", alert_id)
+
+
+# ---- live feed ---------------------------------------------------------------------------
+
+_FEED_AFTER = """
+SELECT id, district, severity, data::text AS data, received_at FROM alert_feed
+WHERE id > $1 ORDER BY id LIMIT $2
+"""
+_FEED_REPLAY = """
+SELECT id, data::text AS data FROM alert_feed
+WHERE id > $1 AND id <= $2
+  AND ($3::text[] IS NULL OR district = ANY($3)) AND ($4::text IS NULL OR severity = $4)
+ORDER BY id LIMIT $5
+"""
+
+
+async def feed_head(pool: asyncpg.Pool) -> int:
+    """The newest feed id (0 for an empty feed)."""
+    return await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_feed")
+
+
+async def feed_after(pool: asyncpg.Pool, after: int, limit: int) -> list[asyncpg.Record]:
+    """Feed rows above ``after`` in id order: id, district, severity, data, received_at."""
+    return await pool.fetch(_FEED_AFTER, after, limit)
+
+
+async def feed_replay(pool: asyncpg.Pool, after: int, upto: int,
+                      districts: Sequence[str] | None, severity: str | None,
+                      limit: int) -> list[asyncpg.Record]:
+    """Feed rows (id, data) with ``after < id <= upto`` matching a client's filter."""
+    return await pool.fetch(_FEED_REPLAY, after, upto, districts, severity, limit)
+
+
+# ---- outbox (the notifier) ---------------------------------------------------------------
+
+_CLAIM = """
+SELECT id, delivery_id::text AS delivery_id, channel, target, payload::text AS payload, attempts,
+       grouped, rule_id, district, change, extract(epoch FROM created_at)::float8 AS created_s
+FROM outbox
+WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL
+  AND next_attempt_at <= now()
+  AND NOT (channel = 'webhook' AND target = ANY($2::text[]))
+  AND NOT (channel = 'mqtt' AND $3)
+ORDER BY next_attempt_at, id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+_SIBLINGS = """
+WITH sib AS (
+    SELECT id FROM outbox
+    WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL AND NOT grouped
+      AND channel = 'webhook' AND target = $1 AND rule_id = $2
+      AND district IS NOT DISTINCT FROM $3 AND change = $4 AND id <> ALL($5::int8[])
+      AND created_at <= (SELECT created_at FROM outbox WHERE id = $5[1])
+                        + make_interval(secs => $6)
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED)
+SELECT o.id, o.payload::text AS payload FROM outbox o JOIN sib USING (id) ORDER BY o.id
+"""
+_DELIVERED = """
+UPDATE outbox SET delivered_at = now(), last_error = NULL,
+                  attempts = attempts + CASE WHEN id = $1 THEN 1 ELSE 0 END
+WHERE id = $1 OR merged_into = $1
+"""
+_FAILED = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+    failed_at = CASE WHEN $3 OR attempts + 1 >= $4 OR now() - created_at > make_interval(secs => $5)
+                     THEN now() END,
+    next_attempt_at = now() + make_interval(secs => $6)
+WHERE id = $1
+RETURNING failed_at IS NOT NULL AS failed
+"""
+
+
+async def claim_outbox(conn: asyncpg.Connection, limit: int, busy_webhooks: list[str],
+                       mqtt_busy: bool) -> list[asyncpg.Record]:
+    """Due rows, locked (SKIP LOCKED, so instances claim apart), skipping busy endpoints."""
+    return await conn.fetch(_CLAIM, limit, busy_webhooks, mqtt_busy)
+
+
+async def storm_siblings(conn: asyncpg.Connection, group: tuple[str, str, str | None, str],
+                         known_ids: list[int], window_s: float) -> list[asyncpg.Record]:
+    """Pending rows (id, payload) of the leader's group (target, rule_id, district, change)
+    written within ``window_s`` of the leader ``known_ids[0]``, other than ``known_ids``."""
+    return await conn.fetch(_SIBLINGS, *group, known_ids, window_s)
+
+
+async def merge_outbox(conn: asyncpg.Connection, leader_id: int, member_ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET merged_into = $1 WHERE id = ANY($2::int8[])",
+                       leader_id, member_ids)
+
+
+async def store_grouped(conn: asyncpg.Connection, row_id: int, payload: Mapping[str, Any]) -> None:
+    """The merged message, so that every retry sends the very same one."""
+    await conn.execute("UPDATE outbox SET payload = $2::jsonb, grouped = true WHERE id = $1",
+                       row_id, json.dumps(payload, ensure_ascii=False))
+
+
+async def lease_outbox(conn: asyncpg.Connection, row_ids: list[int], lease_s: float) -> None:
+    """Push claimed rows' next attempt a lease ahead, so a sender that dies leaves them due."""
+    await conn.execute(
+        "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = ANY($1)",
+        row_ids, lease_s)
+
+
+async def outbox_delivered(conn: asyncpg.Connection, row_id: int) -> None:
+    """The row and the rows merged into it are delivered."""
+    await conn.execute(_DELIVERED, row_id)
+
+
+async def outbox_failed(conn: asyncpg.Connection, row_id: int, error: str, *, permanent: bool,
+                        max_attempts: int, max_age_s: float, retry_in_s: float) -> bool:
+    """Count a failed attempt; True when the row (and so its members) is given up on."""
+    failed = await conn.fetchval(_FAILED, row_id, error, permanent, max_attempts, max_age_s,
+                                 retry_in_s)
+    if failed:
+        await conn.execute(
+            "UPDATE outbox SET failed_at = now(), last_error = $2 WHERE merged_into = $1",
+            row_id, error)
+    return bool(failed)
+
+
+# ---- housekeeping ------------------------------------------------------------------------
+
+async def open_alert_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """Open (firing or acknowledged) alerts per severity."""
+    rows = await pool.fetch(
+        "SELECT severity, count(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY severity")
+    return {r["severity"]: r["n"] for r in rows}
+
+
+async def prune_feed_and_outbox(pool: asyncpg.Pool, older_than_s: float) -> tuple[str, str]:
+    """Drop feed rows and finished outbox rows older than that; the two command statuses."""
+    async with pool.acquire() as conn:
+        feed = await conn.execute(
+            "DELETE FROM alert_feed WHERE at < now() - make_interval(secs => $1)", older_than_s)
+        outbox = await conn.execute(
+            "DELETE FROM outbox WHERE coalesce(delivered_at, failed_at)"
+            " < now() - make_interval(secs => $1)", older_than_s)
+    return feed, outbox
+
+
+# ---- silences ----------------------------------------------------------------------------
+
+_SILENCE_COLUMNS = (
+    "id, matchers::text AS matchers, starts_at, ends_at, comment, created_by, created_at,"
+    " (starts_at <= now() AND ends_at > now()) AS active")
+
+
+async def active_silences(conn: asyncpg.Connection) -> list[tuple[int, str]]:
+    """(id, matchers as JSON text) of the silences in their window now."""
+    rows = await conn.fetch(
+        "SELECT id, matchers::text AS m FROM silences WHERE starts_at <= now() AND ends_at > now()")
+    return [(r["id"], r["m"]) for r in rows]
+
+
+async def insert_silence(
+    conn: asyncpg.Connection, matchers: Mapping[str, str], starts_at: dt.datetime | None,
+    ends_at: dt.datetime | None, comment: str | None, created_by: str,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by)"
+        f" VALUES ($1::jsonb, $2, $3, $4, $5) RETURNING {_SILENCE_COLUMNS}",
+        json.dumps(dict(matchers), ensure_ascii=False), starts_at, ends_at, comment, created_by)
+
+
+async def get_silence(conn: asyncpg.Connection, silence_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = $1",
+                               silence_id)
+
+
+async def list_silences(
+    conn: asyncpg.Connection, *, include_expired: bool, districts: Sequence[str] | None,
+    before_id: int | None, limit: int,
+) -> list[asyncpg.Record]:
+    """Newest first. ``districts`` limits to silences without a district or in those districts."""
+    return await conn.fetch(
+        f"""SELECT {_SILENCE_COLUMNS} FROM silences
+            WHERE ($1 OR ends_at > now())
+              AND ($2::text[] IS NULL OR matchers->>'district' IS NULL
+                   OR matchers->>'district' = ANY($2))
+              AND ($3::bigint IS NULL OR id < $3)
+            ORDER BY id DESC LIMIT $4""",
+        include_expired, list(districts) if districts is not None else None, before_id, limit)
+
+
+async def delete_silence(conn: asyncpg.Connection, silence_id: int) -> bool:
+    return await conn.fetchval("DELETE FROM silences WHERE id = $1 RETURNING true",
+                               silence_id) is not None
