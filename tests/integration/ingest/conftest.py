@@ -35,13 +35,17 @@ def service_factory(tmp_path: Path) -> Iterator:
         svc.kill()
 
 
-async def event_ids(dsn: str, prefix: str) -> list[str]:
+async def query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """One statement on a connection of its own."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT event_id FROM events WHERE event_id LIKE $1",
-                                prefix + "-%")
+        return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+async def event_ids(dsn: str, prefix: str) -> list[str]:
+    rows = await query(dsn, "SELECT event_id FROM events WHERE event_id LIKE $1", prefix + "-%")
     return [r[0] for r in rows]
 
 

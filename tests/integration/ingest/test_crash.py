@@ -18,7 +18,7 @@ import pytest
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from tests.conftest import new_database
-from tests.integration.ingest.conftest import wait_for_count
+from tests.integration.ingest.conftest import query, wait_for_count
 from tests.support.payloads import as_kafka, as_mqtt, water_levels
 from tests.support.publish import kafka_create_topic, kafka_produce, mqtt_publish
 from tests.support.service import http
@@ -28,14 +28,6 @@ POISON_DEVICE = "poison-vt-wl-000"
 
 def poison_item() -> tuple[str, str, bytes]:
     return water_levels(1, "poison", devices=1)[0]
-
-
-async def query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def wait_rows(dsn: str, sql: str, n: int, timeout: float = 30) -> list[asyncpg.Record]:

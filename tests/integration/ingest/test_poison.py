@@ -25,6 +25,7 @@ from ioc.storage.pool import create_pool
 from ioc.storage.writer import BatchWriter
 from ioc.tasks import Supervisor
 from tests.conftest import new_database
+from tests.integration.ingest.conftest import query
 from tests.support.payloads import water_levels
 
 
@@ -45,14 +46,6 @@ async def pipeline(dsn: str, *processors: object, **kw: object) -> AsyncIterator
     finally:
         await pool.close()
         await writer_pool.close()
-
-
-async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
 
 
 class Confirmations:
@@ -104,7 +97,7 @@ async def test_refused_row_is_dead_letter_of_its_original_message(dsn: str) -> N
     assert [d.reason for d in http_result.rejected] == ["db_rejected"]
     assert (kafka_result.accepted, kafka_result.duplicates) == (2, 0)
     assert (again.accepted, again.duplicates, len(again.rejected)) == (0, 2, 1)
-    rows = await fetch(dsn, 'SELECT source, topic, "partition", "offset", reason, detail, raw '
+    rows = await query(dsn, 'SELECT source, topic, "partition", "offset", reason, detail, raw '
                             "FROM dead_letters ORDER BY id")
     assert [r["reason"] for r in rows] == ["db_rejected"] * 3
     assert bytes(rows[0]["raw"]) == array and rows[0]["source"] == "http"
@@ -112,7 +105,7 @@ async def test_refused_row_is_dead_letter_of_its_original_message(dsn: str) -> N
     assert (rows[1]["source"], rows[1]["topic"], rows[1]["partition"], rows[1]["offset"]) == \
         ("kafka", "ioc.events", 3, 41)
     assert bytes(rows[1]["raw"]) == json.dumps(bad).encode() + b" "
-    stored = await fetch(dsn, "SELECT event_id FROM events ORDER BY event_id")
+    stored = await query(dsn, "SELECT event_id FROM events ORDER BY event_id")
     assert [r[0] for r in stored] == sorted(["refuse-00000000", "refuse-00000001",
                                              "refuse-00000002", "refuse-00000003"])
 
@@ -140,12 +133,12 @@ async def test_message_that_crashes_the_writer_is_quarantined(dsn: str) -> None:
     assert all(len(r) == 1 for r in confirmations.results.values()), confirmations.results
     assert sum(r[0].accepted for r in confirmations.results.values()) == 200
     assert [d.reason for d in confirmations.results[100][0].rejected] == ["poison"]
-    rows = await fetch(dsn, "SELECT source, topic, reason, detail, raw FROM dead_letters")
+    rows = await query(dsn, "SELECT source, topic, reason, detail, raw FROM dead_letters")
     assert len(rows) == 1 and rows[0]["reason"] == "poison" and bytes(rows[0]["raw"]) == poison
     assert rows[0]["topic"] == "ioc/v1/events/poison-vt-wl-000"
     assert "InjectedCrash" in rows[0]["detail"]
-    assert (await fetch(dsn, "SELECT count(*) FROM events"))[0][0] == 200
-    suspects = await fetch(dsn, "SELECT crashes FROM ingest_suspects")
+    assert (await query(dsn, "SELECT count(*) FROM events"))[0][0] == 200
+    suspects = await query(dsn, "SELECT crashes FROM ingest_suspects")
     assert [r[0] for r in suspects] == [max(r[0] for r in suspects)]  # only the poison is left
     assert suspects[0][0] >= 2
 
@@ -171,9 +164,9 @@ async def test_a_crash_that_passes_loses_and_doubles_nothing(dsn: str) -> None:
     assert all(len(r) == 1 for r in confirmations.results.values())
     assert sum(r[0].accepted for r in confirmations.results.values()) == 300
     assert all(not r[0].rejected and not r[0].duplicates for r in confirmations.results.values())
-    assert (await fetch(dsn, "SELECT count(*) FROM events"))[0][0] == 300
-    assert (await fetch(dsn, "SELECT count(*) FROM dead_letters"))[0][0] == 0
-    assert (await fetch(dsn, "SELECT count(*) FROM ingest_suspects"))[0][0] == 0
+    assert (await query(dsn, "SELECT count(*) FROM events"))[0][0] == 300
+    assert (await query(dsn, "SELECT count(*) FROM dead_letters"))[0][0] == 0
+    assert (await query(dsn, "SELECT count(*) FROM ingest_suspects"))[0][0] == 0
 
 
 async def test_a_suspect_from_before_the_restart_crashes_once_more_then_is_poison(dsn: str) -> None:
@@ -181,15 +174,15 @@ async def test_a_suspect_from_before_the_restart_crashes_once_more_then_is_poiso
     async with pipeline(dsn, CrashingProcessor(device_id="again-vt-wl-000")) as pipe:
         pending = asyncio.create_task(pipe.submit_and_wait([poison]))
         for _ in range(100):
-            rows = await fetch(dsn, "SELECT crashes FROM ingest_suspects")
+            rows = await query(dsn, "SELECT crashes FROM ingest_suspects")
             if rows:
                 break
             await asyncio.sleep(0.05)
         assert [r[0] for r in rows] == [1]
         assert [d.reason for d in (await pending).rejected] == ["poison"]
     # The state a kill -9 right after the first crash leaves behind (a real one: test_crash.py).
-    await fetch(dsn, "DELETE FROM dead_letters")
-    await fetch(dsn, "UPDATE ingest_suspects SET crashes = 1")
+    await query(dsn, "DELETE FROM dead_letters")
+    await query(dsn, "UPDATE ingest_suspects SET crashes = 1")
 
     async with pipeline(dsn, CrashingProcessor(device_id="again-vt-wl-000")) as pipe:
         assert pipe.quarantine.crashes(poison) == 1
@@ -198,5 +191,5 @@ async def test_a_suspect_from_before_the_restart_crashes_once_more_then_is_poiso
                   for i, p in enumerate(readings("after", 5))]
         result = await pipe.submit_and_wait([poison, *others])
     assert result.accepted == 5 and [d.reason for d in result.rejected] == ["poison"]
-    rows = await fetch(dsn, 'SELECT reason, "offset" FROM dead_letters')
+    rows = await query(dsn, 'SELECT reason, "offset" FROM dead_letters')
     assert [(r[0], r[1]) for r in rows] == [("poison", 7)]
