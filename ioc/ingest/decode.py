@@ -8,26 +8,49 @@ column-wise (:func:`_uniform`) -- one compiled scan of the joined messages
 the checks of distinct values (devices, kinds, units) and numpy ranges. If any
 message of the call does not fit, or any check fails, the call is decoded message by
 message instead, which gives the exact reasons; the column-wise path only ever accepts what
-that path accepts, with the same columns. Message by message, the common case
-(well-formed JSON that fits the event shape) goes through one typed msgspec decode per
-message and a handful of cached checks per event, appending straight into column lists.
-Only a message the typed decoder refuses takes the slow path: a generic decode (stdlib
-``json`` as a last resort, to see NaN/Infinity and huge literals) that is coerced back into
-the same shape with markers saying what was wrong, so both paths share one set of checks
-and one order of reasons. Bad input becomes a :class:`DeadLetter`; nothing raises and a bad
-event never holds back the good ones in the same call.
+that path accepts, with the same columns. Message by message, a compiled screen first marks
+the messages msgspec can be trusted with (below); those go through one typed msgspec decode
+per message and a handful of cached checks per event, appending straight into column lists.
+The rest, and any message the typed decoder refuses, take the slow path: a strict generic
+decode (stdlib ``json``, numbers kept as literals) coerced back into the same shape with
+markers saying what was wrong, so all paths share one set of checks and one order of
+reasons. Bad input becomes a :class:`DeadLetter`; nothing raises and a bad event never
+holds back the good ones in the same call.
+
+Strict, and the same answer on every path: the verdict, reason, detail and columns depend on
+the message alone, whichever path decodes it and whatever shares its batch (a hypothesis
+property pits every path against a reference written from this contract).
+
+- The payload is JSON (RFC 8259) or ``bad_json``: all of it UTF-8 (msgspec does not check
+  what it skips, so the screen does), no NaN/Infinity literals, no lone surrogate escape
+  (PostgreSQL refuses them), at most MAX_JSON_DEPTH levels deep -- a fixed bound, because
+  a parser's recursion limit depends on the caller's stack. Details name what is wrong:
+  stdlib json's message with the byte offset, the literal, the escape.
+- A repeated key: the last occurrence wins, at the top level and in ``values`` (as in
+  jsonb and Python's json); the others must still be JSON.
+- Numbers are judged by their decimal value, never refused by a parser's limits first: a
+  value beyond a double is ``not_finite`` (even as a 5,000-digit integer), an epoch-ms ts
+  beyond years 1-9999 is ``bad_timestamp``, and a zero reading is stored as +0.0 (``-0``
+  parses to -0.0 on some paths).
+- ts text is strict RFC 3339: the offset is Z or ±HH:MM (msgspec also takes ±HHMM; we do
+  not, on any path), fractions beyond the µs rounded half up.
+- attrs are stored as sent (their JSON text is copied into jsonb), so all of that text must
+  be storable, values under repeated keys included: no ``\\u0000``, numbers within
+  PostgreSQL's numeric range (131072 digits before the point, 16383 after), nesting counted
+  on the text. Anything the database would refuse is a ``schema`` dead letter here, so
+  nothing refusable reaches a COPY.
 
 Order of checks for one event object (the first failure is the reason): device_id (missing,
-type, format), topic/key match, known device, ts (missing, parse, range, age), attrs, then
-the reading(s): kind, value (type, finite, camera confidence), event_id, unit. In the
-multi-reading form each reading is judged alone, so one bad entry rejects only itself.
+type, format), topic/key match, known device, ts (missing, parse, range, age), attrs (type,
+size, depth, ``\\u0000``, numbers), then the reading(s): kind, value (type, finite, camera
+confidence), event_id, unit. In the multi-reading form each reading is judged alone, so one
+bad entry rejects only itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import time
 import uuid
@@ -78,6 +101,14 @@ MAX_UNIT_CHARS = 32
 # jsonb has no limits we would hit first; these keep one event's attrs from bloating a batch.
 MAX_ATTRS_BYTES = 64 * 1024
 MAX_ATTRS_DEPTH = 16
+# Any payload nested deeper is bad_json: no event needs more, and a fixed bound, not a
+# parser's recursion limit (which depends on the caller's stack), decides.
+MAX_JSON_DEPTH = 64
+# What PostgreSQL's numeric, and so a jsonb number, holds: digits before and after the
+# decimal point, and the largest exponent its parser takes (it refuses even 0e1073741823).
+PG_NUMERIC_MAX_INT_DIGITS = scan.PG_NUMERIC_MAX_INT_DIGITS
+PG_NUMERIC_MAX_SCALE = scan.PG_NUMERIC_MAX_SCALE
+PG_NUMERIC_MAX_EXPONENT = 1_073_741_822
 
 _DEVICE_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _KIND_RE = re.compile(r"[a-z0-9._-]{1,64}")
@@ -206,12 +237,29 @@ def _decode_each(run: _Run) -> DecodeResult:
     messages = run.messages
     feed = run.feed
     if type(messages) is PartitionMessages:
-        for index, (payload, key) in enumerate(zip(messages.payloads, messages.keys, strict=True)):
-            feed(index, payload, "kafka", None, key)
+        clean = _screen(messages.payloads)
+        for index, (payload, key, ok) in enumerate(
+                zip(messages.payloads, messages.keys, clean, strict=True)):
+            feed(index, payload, "kafka", None, key, ok)
     else:
-        for index, message in enumerate(messages):
-            feed(index, message.payload, message.source, message.topic, message.key)
+        clean = _screen([message.payload for message in messages])
+        for index, (message, ok) in enumerate(zip(messages, clean, strict=True)):
+            feed(index, message.payload, message.source, message.topic, message.key, ok)
     return run.result()
+
+
+def _screen(payloads: list[bytes]) -> list[bool]:
+    """Per payload, whether the typed msgspec decode may be trusted with it (see
+    :func:`ioc.ingest.scan.screen`): one compiled pass over the payloads joined."""
+    n = len(payloads)
+    if n == 0:
+        return []
+    lengths = np.fromiter(map(len, payloads), np.int64, n)
+    ends = np.cumsum(lengths)
+    clean = np.empty(n, np.bool_)
+    scan.screen(np.frombuffer(b"".join(payloads), np.uint8), ends - lengths, ends,
+                MAX_JSON_DEPTH, clean)
+    return clean.tolist()
 
 
 def derive_event_id(device_id: str, kind: str, ts_us: int) -> str:
@@ -270,13 +318,14 @@ class _Bad:
         self.detail = detail
 
 
-class _NonFinite:
-    """A NaN/Infinity literal, which stdlib json accepts and JSON (and jsonb) does not."""
+class _Number:
+    """A JSON number on the slow path, as its literal: judged by its decimal value, never
+    rounded or refused by a parser first (a 5,000-digit integer is a number, too big)."""
 
-    __slots__ = ("literal",)
+    __slots__ = ("text",)
 
-    def __init__(self, literal: str) -> None:
-        self.literal = literal
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 def _jtype(value: Any) -> str:
@@ -285,7 +334,7 @@ def _jtype(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float | _NonFinite):
+    if isinstance(value, int | float | _Number):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -298,7 +347,10 @@ def _jtype(value: Any) -> str:
 
 def _show(value: object, limit: int = 40) -> str:
     """A short repr of user input, so one detail stays one short line."""
-    text = repr(value)
+    return _clip(repr(value), limit)
+
+
+def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -364,58 +416,101 @@ def _text_problem(text: object, field: str, min_chars: int, max_chars: int) -> _
     return None
 
 
-def _attrs_tree_problem(tree: Any) -> str | None:
-    """Depth, NUL characters (jsonb rejects ``\\u0000``) and non-finite numbers in decoded attrs."""
-    stack: list[tuple[Any, int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > MAX_ATTRS_DEPTH:
-                return f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels"
-            if isinstance(node, dict):
-                stack.extend((key, depth) for key in node)
-                stack.extend((item, depth + 1) for item in node.values())
-            else:
-                stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                return "attrs: contains \\u0000, which PostgreSQL jsonb cannot store"
-        elif isinstance(node, _NonFinite) or (type(node) is float and not math.isfinite(node)):
-            return "attrs: contains NaN or Infinity, which is not JSON"
-    return None
+# Escapes in JSON text: a backslash and what it escapes, one by one from the left, so that an
+# escaped backslash is never read as the start of an escape.
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+_NUL_ESCAPE = re.compile(r"\\(?:u0000|.)", re.S)
+_NUMBER_OR_STRING = re.compile(
+    r'"(?:[^"\\]|\\.)*"|-?(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([-+]?[0-9]+))?', re.S)
+# An exponent of four digits or more, or a text long enough for 15,000 digits after a point:
+# the only ways out of PostgreSQL's numeric range (see _numeric_problem).
+_MAYBE_HUGE_NUMBER = re.compile(r"[eE][-+]?0*[1-9][0-9]{3}")
+_HUGE_FRACTION_CHARS = PG_NUMERIC_MAX_SCALE - 1000
 
 
-def _attrs_text(raw: msgspec.Raw | _Bad, seen: dict[bytes, str | None]) -> str | _Bad | None:
-    """The attrs JSON text to store, None for null, or why it cannot be stored.
+def _nesting(data: bytes) -> int:
+    """How deep arrays and objects nest in a text (see :func:`ioc.ingest.scan.nesting`)."""
+    return int(scan.nesting(np.frombuffer(data, np.uint8), 0, len(data)))
 
-    ``seen`` maps attrs already accepted to their text: a station's attrs repeat, and
-    looking up the bytes is several times cheaper than decoding non-ASCII UTF-8.
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first ``\\uXXXX`` escape of a UTF-16 surrogate not in a high-low pair (jsonb and
+    any UTF-8 text refuse them), as ``\\udXXX``; None if there is none."""
+    pending = -1  # end of a high surrogate escape waiting for its low half
+    for match in _ESCAPE.finditer(text):
+        hexa = match.group(1)
+        code = int(hexa, 16) if hexa else -1
+        if pending >= 0:
+            if match.start() == pending and 0xDC00 <= code <= 0xDFFF:
+                pending = -1
+                continue
+            return f"\\u{int(text[pending - 4:pending], 16):04x}"
+        if 0xD800 <= code <= 0xDBFF:
+            pending = match.end()
+        elif 0xDC00 <= code <= 0xDFFF:
+            return f"\\u{code:04x}"
+    return None if pending < 0 else f"\\u{int(text[pending - 4:pending], 16):04x}"
+
+
+def _numeric_problem(whole: str, fraction: str | None, exponent: str | None) -> bool:
+    """Whether a JSON number is outside PostgreSQL's numeric (what jsonb stores numbers as):
+    more than 131072 digits before the decimal point, more than 16383 after it (the digits
+    written after the point count, less the exponent), or an exponent PostgreSQL's parser
+    refuses."""
+    fraction = fraction or ""
+    exp_text = (exponent or "0").lstrip("+")
+    negative = exp_text.startswith("-")
+    exp_digits = exp_text.lstrip("-").lstrip("0") or "0"
+    if len(exp_digits) > 10:
+        return True
+    exp = -int(exp_digits) if negative else int(exp_digits)
+    if abs(exp) > PG_NUMERIC_MAX_EXPONENT:
+        return True
+    if len(fraction) - exp > PG_NUMERIC_MAX_SCALE:
+        return True
+    digits = whole + fraction
+    first = len(digits) - len(digits.lstrip("0"))
+    if first == len(digits):  # zero
+        return False
+    return len(whole) - 1 - first + exp >= PG_NUMERIC_MAX_INT_DIGITS  # 10**that > the range
+
+
+def _attrs_text(raw: msgspec.Raw | bytes, seen: dict[bytes, str | None],
+                numbers: bool = True) -> str | _Bad | None:
+    """The attrs JSON text to store (as sent), None for null, or why it cannot be stored.
+
+    The text is copied to the database as it is, so every part of it must be valid for jsonb,
+    values under a repeated key included. Checked in this order: an object, the size, the
+    nesting, ``\\u0000``, numbers within PostgreSQL's numeric range (skipped with ``numbers``
+    false: the screen let through only moderate numbers). ``seen`` maps attrs already
+    accepted to their text: a station's attrs repeat, and looking up the bytes is several
+    times cheaper than decoding non-ASCII UTF-8.
     """
-    if type(raw) is _Bad:
-        return raw
     key = bytes(raw)
     text = seen.get(key)
     if text is not None:
         return text
     try:
         text = str(key, "utf-8")
-    except UnicodeDecodeError:
-        return _Bad(SCHEMA, "attrs: not valid UTF-8")
+    except UnicodeDecodeError as exc:  # the payload was checked before: not reached
+        return _Bad(BAD_JSON, f"attrs: not valid UTF-8 (byte {exc.start})")
     if text[:1] != "{":
         if text == "null":
             return None
         return _Bad(SCHEMA, f"attrs: expected an object, got {_RAW_JTYPE.get(text[:1], 'number')}")
-    if len(raw) > MAX_ATTRS_BYTES:
-        return _Bad(SCHEMA, f"attrs: {len(raw)} bytes, more than the {MAX_ATTRS_BYTES} allowed")
+    if len(key) > MAX_ATTRS_BYTES:
+        return _Bad(SCHEMA, f"attrs: {len(key)} bytes, more than the {MAX_ATTRS_BYTES} allowed")
     # Cheap bounds first: fewer openers than the depth limit cannot nest too deep, and NUL can
-    # only arrive as an escape. Anything suspicious gets the exact check on the decoded tree.
-    if "\\u0000" in text or text.count("{") + text.count("[") > MAX_ATTRS_DEPTH:
-        try:
-            problem = _attrs_tree_problem(msgspec.json.decode(text))
-        except _DECODE_ERRORS:
-            problem = f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels"
-        if problem is not None:
-            return _Bad(SCHEMA, problem)
+    # only arrive as an escape; the exact checks read the text, every repeated key included.
+    if text.count("{") + text.count("[") > MAX_ATTRS_DEPTH and _nesting(key) > MAX_ATTRS_DEPTH:
+        return _Bad(SCHEMA, f"attrs: nested deeper than {MAX_ATTRS_DEPTH} levels")
+    if "\\u0000" in text and any(m.group() == "\\u0000" for m in _NUL_ESCAPE.finditer(text)):
+        return _Bad(SCHEMA, "attrs: contains \\u0000, which PostgreSQL jsonb cannot store")
+    if numbers and (len(text) > _HUGE_FRACTION_CHARS or _MAYBE_HUGE_NUMBER.search(text)):
+        for match in _NUMBER_OR_STRING.finditer(text):
+            if match.group(1) is not None and _numeric_problem(*match.group(1, 2, 3)):
+                return _Bad(SCHEMA, f"attrs: {_clip(match.group())} is outside the range of "
+                                    "PostgreSQL's numeric")
     if len(key) <= _CACHED_ATTRS_MAX_BYTES:
         seen[key] = text
     return text
@@ -423,21 +518,24 @@ def _attrs_text(raw: msgspec.Raw | _Bad, seen: dict[bytes, str | None]) -> str |
 
 _CACHED_ATTRS_MAX_BYTES = 1024
 _RAW_JTYPE = {"[": "array", '"': "string", "t": "boolean", "f": "boolean"}
+_DIGIT = "[0-9]"  # not \d, which takes any Unicode digit
+_DATE_TIME = rf"{_DIGIT}{{4}}-{_DIGIT}{{2}}-{_DIGIT}{{2}}[Tt ]{_DIGIT}{{2}}:{_DIGIT}{{2}}"
+_NO_COLON_OFFSET = re.compile(rf"{_DATE_TIME}:{_DIGIT}{{2}}(?:\.{_DIGIT}+)?[+-]{_DIGIT}{{4}}")
+_NAIVE = re.compile(rf"{_DATE_TIME}(?::{_DIGIT}{{2}}(?:\.{_DIGIT}+)?)?")
+_EPOCH_TEXT = re.compile(rf"{_DIGIT}+")
 
 
 def _ts_from_text(text: str) -> datetime | _Bad:
     """Parse an RFC 3339 timestamp on the slow path, explaining a refusal precisely."""
+    if _NO_COLON_OFFSET.fullmatch(text):
+        return _Bad(BAD_TIMESTAMP, f"ts: {_show(text)} has an offset without a colon (must be ±HH:MM)")
     try:
         return msgspec.convert(text, _AwareDatetime)
     except msgspec.ValidationError:
         pass
-    if text.isdigit():
+    if _EPOCH_TEXT.fullmatch(text):
         return _Bad(BAD_TIMESTAMP, "ts: epoch milliseconds must be a JSON number, not a string")
-    try:
-        naive = datetime.fromisoformat(text).tzinfo is None
-    except ValueError:
-        naive = False
-    if naive:
+    if _NAIVE.fullmatch(text):
         return _Bad(BAD_TIMESTAMP, f"ts: {_show(text)} has no UTC offset (add Z or +07:00)")
     return _Bad(BAD_TIMESTAMP, f"ts: {_show(text)} is not an RFC 3339 timestamp")
 
@@ -445,10 +543,15 @@ def _ts_from_text(text: str) -> datetime | _Bad:
 def _coerce_ts(value: Any) -> Any:
     if isinstance(value, str):
         return _ts_from_text(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, _NonFinite):
-        return _Bad(BAD_TIMESTAMP, f"ts: {value.literal} is not a finite number")
+    if type(value) is _Number:
+        text = value.text
+        if "." in text or "e" in text or "E" in text:
+            ms = float(text)
+            if ms - ms == 0.0:
+                return ms
+        elif len(text) <= 30:
+            return int(text)
+        return _Bad(BAD_TIMESTAMP, f"ts: {_clip(text)} ms is outside years 1-9999")
     return _Bad(
         BAD_TIMESTAMP,
         f"ts: expected RFC 3339 text or epoch milliseconds, got {_jtype(value)}",
@@ -456,17 +559,11 @@ def _coerce_ts(value: Any) -> Any:
 
 
 def _coerce_number(value: Any, field: str) -> float | _Bad:
-    if isinstance(value, bool):
-        return _Bad(SCHEMA, f"{field}: expected a number, got boolean")
-    if isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
-            return _Bad(NOT_FINITE, f"{field}: {_show(value)} overflows a double")
-    if isinstance(value, _NonFinite):
-        return _Bad(NOT_FINITE, f"{field}: {value.literal} is not a finite number")
+    if type(value) is _Number:
+        number = float(value.text)  # correctly rounded, like msgspec's; no digit limit
+        if number - number == 0.0:
+            return number
+        return _Bad(NOT_FINITE, f"{field}: {_clip(value.text)} overflows a double")
     return _Bad(SCHEMA, f"{field}: expected a number, got {_jtype(value)}")
 
 
@@ -476,8 +573,11 @@ def _coerce_str_map(value: Any, field: str) -> dict[str, str] | _Bad:
     return _Bad(SCHEMA, f"{field}: expected an object of strings, got {_jtype(value)}")
 
 
-def _coerce(obj: Any) -> _Event | _Bad:
-    """Rebuild a generically decoded element as an _Event, marking each unusable field."""
+def _coerce(obj: Any, attrs: msgspec.Raw) -> _Event | _Bad:
+    """Rebuild a generically decoded element as an _Event, marking each unusable field.
+
+    ``attrs`` is the element's attrs as sent (the last one if repeated), from msgspec.
+    """
     if not isinstance(obj, dict):
         return _Bad(SCHEMA, f"expected an event object, got {_jtype(obj)}")
     ev = _Event()
@@ -508,14 +608,7 @@ def _coerce(obj: Any) -> _Event | _Bad:
         setattr(ev, field, text)
     if obj.get("units") is not None:
         ev.units = _coerce_str_map(obj["units"], "units")
-    attrs = obj.get("attrs")
-    if attrs is not None:
-        if not isinstance(attrs, dict):
-            ev.attrs = _Bad(SCHEMA, f"attrs: expected an object, got {_jtype(attrs)}")
-        elif (problem := _attrs_tree_problem(attrs)) is not None:
-            ev.attrs = _Bad(SCHEMA, problem)
-        else:
-            ev.attrs = msgspec.Raw(msgspec.json.encode(attrs))
+    ev.attrs = attrs
     values = obj.get("values")
     if values is not None:
         ev.values = (
@@ -526,27 +619,49 @@ def _coerce(obj: Any) -> _Event | _Bad:
     return ev
 
 
-def _generic_decode(payload: bytes) -> Any:
-    """Decode any JSON for the slow path; return a _Bad (bad_json) when it is not JSON at all.
+class _NotJson(ValueError):
+    pass
 
-    msgspec first; stdlib json only to tell NaN/Infinity and out-of-range literals (which it
-    accepts) from malformed text, and only if what it produced is representable as JSON.
+
+def _refuse_constant(literal: str) -> Any:
+    raise _NotJson(f"payload: {literal} is not valid JSON (JSON has no NaN or Infinity)")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_Number,
+                                parse_float=_Number)
+
+
+class _AttrsOnly(msgspec.Struct, gc=False):
+    attrs: msgspec.Raw = _NULL_RAW
+
+
+_ATTRS_OF_EVENT = msgspec.json.Decoder(_AttrsOnly)
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _strict_tree(payload: bytes) -> Any:
+    """Decode any payload strictly for the slow path; a _Bad (bad_json) when it is not JSON.
+
+    In order: UTF-8 (the whole payload, what msgspec skips included), nesting (at most
+    MAX_JSON_DEPTH, so that no parser's recursion limit decides), the grammar (stdlib json,
+    with NaN and Infinity refused; its messages are the details), lone surrogate escapes.
+    Numbers stay literals (:class:`_Number`); a repeated key keeps its last value.
     """
-    try:
-        return msgspec.json.decode(payload)
-    except RecursionError:
-        return _Bad(BAD_JSON, "payload: nested too deeply")
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        first = exc
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
         return _Bad(BAD_JSON, f"payload: not valid UTF-8 (byte {exc.start})")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting(payload) > MAX_JSON_DEPTH:
+        return _Bad(BAD_JSON, f"payload: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        tree = json.loads(text, parse_constant=_NonFinite)
-        msgspec.json.encode(tree, enc_hook=lambda _: None)
-    except (ValueError, RecursionError, TypeError, OverflowError):
-        return _Bad(BAD_JSON, f"payload: {first}")
+        tree = _STRICT_JSON.decode(text)
+    except _NotJson as exc:
+        return _Bad(BAD_JSON, str(exc))
+    except json.JSONDecodeError as exc:
+        at = len(text[:exc.pos].encode())
+        return _Bad(BAD_JSON, f"payload: {exc.msg.removesuffix(' at')} at byte {at}")
+    if "\\u" in text and (escape := _lone_surrogate(text)) is not None:
+        return _Bad(BAD_JSON, f"payload: lone surrogate escape {escape}")
     return tree
 
 
@@ -561,6 +676,7 @@ class _Run:
     """
 
     __slots__ = (
+        "clean",
         "dead",
         "expect",
         "expect_from",
@@ -601,6 +717,7 @@ class _Run:
         self.index = 0
         self.expect: str | None = None
         self.expect_from = ""
+        self.clean = True
 
     def result(self) -> DecodeResult:
         rows = self.rows
@@ -613,7 +730,7 @@ class _Run:
             event_id=event_id,
             kind=kind,
             ts=np.array(ts, dtype=np.int64),
-            value=np.array(value, dtype=np.float64),
+            value=np.array(value, dtype=np.float64) + 0.0,  # -0.0 becomes +0.0, as column-wise
             unit=unit,
             attrs=attrs,
         )
@@ -640,8 +757,11 @@ class _Run:
         )
 
     def feed(self, index: int, payload: bytes, source: str, topic: str | None,
-             key: bytes | None) -> None:
-        """Decode message ``index`` of the call into rows and dead letters."""
+             key: bytes | None, clean: bool) -> None:
+        """Decode message ``index`` of the call into rows and dead letters.
+
+        ``clean``: the screen found it fit for the typed decode; if not, the slow path.
+        """
         self.index = index
         n_rows, n_dead = len(self.rows), len(self.dead)
         try:
@@ -654,9 +774,14 @@ class _Run:
                 return
             # The device the transport vouches for: the MQTT topic level or the Kafka key.
             self.expect, self.expect_from = _vouched_device(source, topic, key)
+            self.clean = clean
+            if not clean:
+                self._slow(payload)
+                return
             try:
                 top: Any = _MESSAGE_DECODER.decode(payload)
             except _DECODE_ERRORS:
+                self.clean = False
                 self._slow(payload)
                 return
             if type(top) is list:
@@ -673,16 +798,19 @@ class _Run:
             self.reject(SCHEMA, "", f"payload: could not be decoded ({type(exc).__name__})")
 
     def _slow(self, payload: bytes) -> None:
-        tree = _generic_decode(payload)
+        tree = _strict_tree(payload)
         if type(tree) is _Bad:
             self.reject(tree.reason, "", tree.detail)
         elif type(tree) is list:
             if not tree:
                 self.reject(SCHEMA, "", "payload: empty array")
+            # The attrs as sent, from msgspec: strict JSON by now, which it decodes.
+            elements = _ELEMENTS.decode(payload)
             for k, obj in enumerate(tree):
-                self.element(_coerce(obj), f"[{k}]")
+                attrs = _ATTRS_OF_EVENT.decode(elements[k]).attrs if type(obj) is dict else _NULL_RAW
+                self.element(_coerce(obj, attrs), f"[{k}]")
         elif type(tree) is dict:
-            self.element(_coerce(tree), "")
+            self.element(_coerce(tree, _ATTRS_OF_EVENT.decode(payload).attrs), "")
         else:
             self.reject(SCHEMA, "", f"payload: expected an object or array, got {_jtype(tree)}")
 
@@ -743,7 +871,7 @@ class _Run:
         if attrs is _NULL_RAW:
             attrs = None
         else:
-            attrs = _attrs_text(attrs, self.ok_attrs)
+            attrs = _attrs_text(attrs, self.ok_attrs, numbers=not self.clean)
             if type(attrs) is _Bad:
                 self.reject(attrs.reason, where, attrs.detail)
                 return
@@ -794,10 +922,11 @@ class _Run:
         if type(ts) is int:
             ts_us = ts * 1000
         elif type(ts) is float:
-            if not math.isfinite(ts):
-                self.reject(BAD_TIMESTAMP, where, f"ts: {ts!r} is not a finite number")
+            scaled = ts * 1000
+            if scaled - scaled != 0.0:  # overflowed: ts is finite (NaN is not JSON)
+                self.reject(BAD_TIMESTAMP, where, f"ts: {_show(ts)} ms is outside years 1-9999")
                 return None
-            ts_us = round(ts * 1000)
+            ts_us = round(scaled)
         elif type(ts) is _Bad:
             self.reject(ts.reason, where, ts.detail)
             return None

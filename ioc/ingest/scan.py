@@ -9,9 +9,13 @@ located by offsets. Only what the caller keeps becomes a Python object.
 
 The scan accepts only what it can judge exactly and answers "no" to any doubt: an escape in
 an id, kind, unit or key, a number outside the exact fast path of decimal conversion, a ts
-outside the strict RFC 3339 layout, a repeated field, ``values``/``units``. The caller then
-decodes the group with the reference decoder, which gives the reasons. Within what it accepts,
-the columns equal the reference decoder's (a hypothesis property checks it).
+outside the strict RFC 3339 layout, a repeated field, ``values``/``units``, in attrs a
+``\\u0000`` or surrogate escape, an exponent, or more digits than PostgreSQL's numeric holds.
+The caller then decodes the group message by message, which gives the reasons. Within what it
+accepts, the columns equal the reference decoder's (a hypothesis property checks it).
+
+:func:`screen` serves the message-by-message path: one pass over a group's messages marking
+those msgspec's typed decode may be trusted with (see its comment block).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from numba import njit
 # Fields located by offset: columns 2f (start) and 2f+1 (length, -1 when absent or null).
 DEVICE, EVENT_ID, KIND, UNIT, ATTRS = range(5)
 MAX_DISTINCT = 64  # kinds (and units) in one group; more sends the group to the reference
+# PostgreSQL's numeric: at most 131072 digits before the decimal point, 16383 after.
+PG_NUMERIC_MAX_INT_DIGITS = 131072
+PG_NUMERIC_MAX_SCALE = 16383
 
 _KEYS = (b"event_id", b"device_id", b"kind", b"ts", b"value", b"unit", b"attrs")
 _K_EVENT_ID, _K_DEVICE, _K_KIND, _K_TS, _K_VALUE, _K_UNIT, _K_ATTRS = range(7)
@@ -124,7 +131,11 @@ def _string(buf, p, end, escapes):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _number_end(buf, p, end):
-    """Index after a JSON number without exponent at ``p`` (attrs' numbers), or -1."""
+    """Index after a JSON number without exponent at ``p`` (attrs' numbers), or -1.
+
+    Also -1 past PostgreSQL's numeric range (digits before and after the point), which the
+    attrs text must stay within: the reference decoder then says why.
+    """
     if p < end and buf[p] == 0x2D:
         p += 1
     if p >= end or not 0x30 <= buf[p] <= 0x39:
@@ -132,14 +143,20 @@ def _number_end(buf, p, end):
     if buf[p] == 0x30:
         p += 1
     else:
+        start = p
         while p < end and 0x30 <= buf[p] <= 0x39:
             p += 1
+        if p - start > PG_NUMERIC_MAX_INT_DIGITS:
+            return -1
     if p < end and buf[p] == 0x2E:
         p += 1
         if p >= end or not 0x30 <= buf[p] <= 0x39:
             return -1
+        start = p
         while p < end and 0x30 <= buf[p] <= 0x39:
             p += 1
+        if p - start > PG_NUMERIC_MAX_SCALE:
+            return -1
     if p < end and (buf[p] == 0x65 or buf[p] == 0x45 or 0x30 <= buf[p] <= 0x39):
         return -1
     return p
@@ -371,7 +388,9 @@ def _float(buf, p, end):
         return -1, 0.0
     v = float(mant)
     v = v / _POW10[-exp10] if exp10 < 0 else v * _POW10[exp10]
-    return p, -v if neg else v
+    if neg:
+        v = -v
+    return p, v + 0.0  # -0 is stored as +0.0, as on every path
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -545,3 +564,166 @@ def scan(buf, starts, ends, expected, exp_start, exp_len, max_id, max_attrs, max
                 return i
             codes[i, col] = code
     return -1
+
+
+# ---- the screen of the message-by-message path ------------------------------------------------
+# msgspec's typed decode is exact for strict JSON but lenient beyond it (it does not check the
+# UTF-8 of what it skips, takes a ts offset without a colon, nests as deep as the Python stack
+# allows), and the numbers it parses are doubles. screen() marks the messages it can be trusted
+# with: the rest go to the decoder's exact slow path, which gives the reasons.
+
+_CLEAN_MAX_DIGITS = 40
+_CLEAN_MAX_EXPONENT = 250
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _hex4(buf, p, end):
+    if p + 4 > end:
+        return -1
+    code = 0
+    for k in range(4):
+        h = _HEX[buf[p + k]]
+        if h < 0:
+            return -1
+        code = code * 16 + h
+    return code
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _clean_string(buf, p, end):
+    """Index after the string at ``p`` if it is clean, else -1.
+
+    Not clean: invalid UTF-8, a control character, a bad or lone surrogate escape, a ``\\u``
+    escape of an ASCII character (``\\u0000``, or a character of a timestamp in disguise), and
+    text laid out as an RFC 3339 timestamp whose offset has no colon (``...T07:00:00+0700``).
+    """
+    a = p + 1
+    p = a
+    while p < end:
+        c = buf[p]
+        if _PLAIN[c]:
+            p += 1
+            continue
+        if c == 0x22:
+            n = p - a
+            if (n >= 24 and buf[a + 4] == 0x2D and buf[a + 13] == 0x3A
+                    and (buf[p - 5] == 0x2B or buf[p - 5] == 0x2D)
+                    and _digits(buf, p - 4, 4) >= 0):
+                return -1
+            return p + 1
+        if c < 0x20:
+            return -1
+        if c == 0x5C:
+            if p + 1 >= end:
+                return -1
+            e = buf[p + 1]
+            if e == 0x75:
+                code = _hex4(buf, p + 2, end)
+                if code < 0x80 or 0xDC00 <= code <= 0xDFFF:
+                    return -1
+                if 0xD800 <= code <= 0xDBFF:
+                    if p + 12 > end or buf[p + 6] != 0x5C or buf[p + 7] != 0x75:
+                        return -1
+                    low = _hex4(buf, p + 8, end)
+                    if low < 0xDC00 or low > 0xDFFF:
+                        return -1
+                    p += 12
+                else:
+                    p += 6
+            elif (e == 0x22 or e == 0x5C or e == 0x2F or e == 0x62 or e == 0x66 or e == 0x6E
+                  or e == 0x72 or e == 0x74):
+                p += 2
+            else:
+                return -1
+        else:
+            p = _utf8_tail(buf, p, end)
+            if p < 0:
+                return -1
+    return -1
+
+
+# What a byte outside strings means to the screen: 1 digit, 2 opens, 3 closes, 4 e or E,
+# 5 a sign or point (inside a number), 0 anything else (which ends a number).
+_OUTSIDE = np.zeros(256, np.int8)
+_OUTSIDE[0x30:0x3A] = 1
+_OUTSIDE[[0x7B, 0x5B]] = 2
+_OUTSIDE[[0x7D, 0x5D]] = 3
+_OUTSIDE[[0x65, 0x45]] = 4
+_OUTSIDE[[0x2B, 0x2D, 0x2E]] = 5
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _clean(buf, p, end, max_depth):
+    """Whether buf[p:end] is clean, provided it is JSON at all (msgspec checks the grammar:
+    what it refuses goes to the slow path anyway): strings as :func:`_clean_string` wants
+    them, nested at most ``max_depth`` deep, and every number of moderate size -- at most
+    40 digits in a row and an exponent of at most 250, well inside a double and
+    PostgreSQL's numeric."""
+    depth = 0
+    run = 0  # digits in a row
+    exp = -1  # the exponent read so far, -1 outside an exponent
+    while p < end:
+        c = buf[p]
+        if c == 0x22:
+            p = _clean_string(buf, p, end)
+            if p < 0:
+                return False
+            run = 0
+            exp = -1
+            continue
+        k = _OUTSIDE[c]
+        if k == 1:
+            run += 1
+            if exp >= 0:
+                exp = exp * 10 + (c - 0x30)
+                if exp > _CLEAN_MAX_EXPONENT:
+                    return False
+            elif run > _CLEAN_MAX_DIGITS:
+                return False
+        elif k == 5:
+            run = 0
+        elif k == 4:
+            exp = 0 if run > 0 else -1
+            run = 0
+        else:
+            run = 0
+            exp = -1
+            if k == 2:
+                depth += 1
+                if depth > max_depth:
+                    return False
+            elif k == 3:
+                depth -= 1
+        p += 1
+    return True
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def screen(buf, starts, ends, max_depth, clean):
+    """clean[i] = whether msgspec's typed decode may be trusted with message
+    buf[starts[i]:ends[i]] (see :func:`_clean`)."""
+    for i in range(len(starts)):
+        clean[i] = _clean(buf, starts[i], ends[i], max_depth)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def nesting(buf, start, end):
+    """How deep the arrays and objects of buf[start:end] nest: the most brackets open at once,
+    strings skipped (a backslash escapes the next byte). Defined for any bytes, JSON or not."""
+    depth = 0
+    deepest = 0
+    p = start
+    while p < end:
+        c = buf[p]
+        if c == 0x22:
+            p += 1
+            while p < end and buf[p] != 0x22:
+                p += 2 if buf[p] == 0x5C else 1
+        elif c == 0x7B or c == 0x5B:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif c == 0x7D or c == 0x5D:
+            depth -= 1
+        p += 1
+    return deepest

@@ -362,12 +362,12 @@ def test_given_event_id_bounds(event_id: Any, ok: bool) -> None:
         (
             b'{"device_id": "hg-vt-wl-001", "kind": "water_level", "ts": ',
             "bad_json",
-            "payload: Input data was truncated",
+            "payload: Expecting value at byte 59",
         ),
         (
             b'{"device_id": "hg-vt-wl-001", "kind": "water_level", "ts": x}',
             "bad_json",
-            "payload: JSON is malformed: invalid character (byte 59)",
+            "payload: Expecting value at byte 59",
         ),
         (b"\xff\xfe{}", "bad_json", "payload: not valid UTF-8"),
         (b"", "bad_json", "payload: "),
@@ -402,13 +402,14 @@ def test_given_event_id_bounds(event_id: Any, ok: bool) -> None:
             "schema",
             "attrs: 70012 bytes, more than the 65536 allowed",
         ),
-        (raw(reading(value=float("nan"))), "not_finite", "value: NaN is not a finite number"),
-        (raw(reading(value=float("inf"))), "not_finite", "value: Infinity is not a finite number"),
-        (raw(reading(value=float("-inf"))), "not_finite", "value: -Infinity is not a finite"),
-        (raw(reading(value=DROP))[:-1] + b', "value": 1e999}', "not_finite", "value: inf is not"),
+        (raw(reading(value=float("nan"))), "bad_json", "payload: NaN is not valid JSON"),
+        (raw(reading(value=float("inf"))), "bad_json", "payload: Infinity is not valid JSON"),
+        (raw(reading(value=float("-inf"))), "bad_json", "payload: -Infinity is not valid JSON"),
+        (raw(reading(value=DROP))[:-1] + b', "value": 1e999}', "not_finite",
+         "value: 1e999 overflows a double"),
         (raw(reading(value=10**400)), "not_finite", "value: 1000000000000"),
-        (raw(reading(ts=float("nan"))), "bad_timestamp", "ts: NaN is not a finite number"),
-        (raw(reading(attrs={"depth": float("nan")})), "schema", "attrs: contains NaN or Infinity"),
+        (raw(reading(ts=float("nan"))), "bad_json", "payload: NaN is not valid JSON"),
+        (raw(reading(attrs={"depth": float("nan")})), "bad_json", "payload: NaN is not valid JSON"),
     ],
 )
 def test_reason_codes(payload: bytes, reason: str, detail_start: str) -> None:
@@ -452,7 +453,7 @@ def test_dead_letter_keeps_transport_metadata_and_whole_raw_bytes() -> None:
 def test_mixed_array_keeps_good_elements_and_names_bad_indexes() -> None:
     batch = [
         reading(value=1.71),
-        reading(value=float("nan")),
+        reading(value=10**400),
         reading(ts="2026-11-23 07:05:00"),
         reading(device_id=NGA_BAY_RAIN, kind="rainfall", value=30.5, unit="mm"),
         "not an event",
@@ -464,17 +465,16 @@ def test_mixed_array_keeps_good_elements_and_names_bad_indexes() -> None:
     assert result.events.value.tolist() == [1.71, 30.5, 1.75, 4.0]
     assert result.message_index.tolist() == [0, 0, 0, 1]
     assert [(d.reason, d.detail) for d in result.dead] == [
-        ("not_finite", "[1].value: NaN is not a finite number"),
+        ("not_finite", f"[1].value: 1{'0' * 38}… overflows a double"),
         ("bad_timestamp", "[2].ts: '2026-11-23 07:05:00' has no UTC offset (add Z or +07:00)"),
         ("schema", "[4]: expected an event object, got string"),
         ("schema", "[5].value: camera confidence 2 is outside 0..1"),
     ]
     assert result.rejected == {"not_finite": 1, "bad_timestamp": 1, "schema": 2}
-    # the good elements of the slow-path message are exactly what the fast path produces
+    # the good elements of the slow-path message are exactly what the fast path produces,
+    # attrs as sent included
     fast = run(raw([batch[0], batch[3], batch[6]]))
-    assert rows(result)[:3] == [
-        (*r[:6], json.dumps(json.loads(r[6]), ensure_ascii=False, separators=(",", ":"))) for r in rows(fast)
-    ]
+    assert rows(result)[:3] == rows(fast)
 
 
 # ---- transports -------------------------------------------------------------------------------
