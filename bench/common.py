@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from ioc.storage.copy_binary import COLUMNS
 from ioc.storage.pool import PG_EPOCH_US
 

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import msgspec
 
-from ioc.ingest.decode import _MESSAGE_DECODER, DecodeLimits, RawMessage, decode
+from ioc.ingest.decode import _MESSAGE_DECODER, DecodeLimits, decode
 from ioc.ingest.pipeline import DECODE_GROUP_MESSAGES
+from ioc.model import RawMessage
 
 START = datetime(2026, 11, 23, 7, 0, tzinfo=timezone(timedelta(hours=7)))
 NOW_US = int((START + timedelta(days=4)).timestamp() * 1_000_000)

@@ -50,10 +50,10 @@ from ioc.devices import load_devices_file
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres
-from ioc.ingest.decode import DecodeLimits, RawMessage, decode
+from ioc.ingest.decode import DecodeLimits, decode
+from ioc.model import EventBatch, RawMessage
 from ioc.simulator.fleet import synthesize
 from ioc.simulator.stream import generate_payloads
-from ioc.storage.batch import EventBatch
 from ioc.storage.migrations import migrate_url
 from ioc.storage.pool import connect, use_microsecond_timestamps
 from tests.support.publish import kafka_create_topic, kafka_produce

@@ -1,47 +1,15 @@
-"""A text column of few distinct values that carries the code of each item.
+"""The codes of texts that lie in one buffer, found by compiled code.
 
-The decoder knows a batch's distinct devices, kinds and units and each event's code for them.
-Handing the codes on lets the passes after it (the COPY encoder, the rule engine, the latest
-values) work once per distinct value and then index by code, where a plain list costs them a
-lookup or an encode of every event's string again.
-
-Texts that lie in one buffer (the device ids the transport vouches for) are coded by compiled
-code (:func:`buffer_codes`): a hash table of their bytes, cheaper than one dict pass.
+The column-wise decoder hands devices, kinds and units on as a :class:`ioc.model.CodedList`:
+each distinct value once, and each event's code for it. The device ids the transport vouches
+for lie in one buffer; :func:`buffer_codes` codes them with a hash table of their bytes,
+cheaper than one dict pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from itertools import chain
-
 import numpy as np
 from numba import njit
-
-
-class CodedList(list):  # type: ignore[type-arg]
-    """A list equal to ``[values[c] for c in codes]``, never changed after it is made.
-
-    ``values`` may repeat a value (the concatenation of several batches does), so code the
-    values of an item before comparing two items by code.
-    """
-
-    __slots__ = ("codes", "values")
-
-    def __init__(self, values: list[str | None], codes: np.ndarray,
-                 items: Iterable[str | None] | None = None) -> None:
-        """``items``, if given, must be the values at ``codes`` (it spares looking them up)."""
-        super().__init__(map(values.__getitem__, codes.tolist()) if items is None else items)
-        self.values = values
-        self.codes = codes
-
-    @classmethod
-    def concat(cls, parts: Sequence[CodedList]) -> CodedList:
-        values: list[str | None] = []
-        codes = []
-        for part in parts:
-            codes.append(part.codes + len(values))
-            values += part.values
-        return cls(values, np.concatenate(codes), chain.from_iterable(parts))
 
 
 def buffer_codes(buf: np.ndarray, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

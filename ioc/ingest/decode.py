@@ -60,14 +60,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import itemgetter
-from typing import Annotated, Any, NamedTuple, overload
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
-from ioc.coded import CodedList, buffer_codes
+from ioc.coded import buffer_codes
 from ioc.ingest import scan
-from ioc.storage.batch import DeadLetter, EventBatch, TextColumn
+from ioc.model import CodedList, DeadLetter, EventBatch, PartitionMessages, RawMessage, TextColumn
 
 BAD_JSON = "bad_json"
 SCHEMA = "schema"
@@ -118,63 +118,6 @@ _MIN_US = -62_135_596_800_000_000
 _MAX_US = 253_402_300_799_999_999
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class RawMessage(NamedTuple):
-    """One transport message as received, before any parsing.
-
-    A NamedTuple rather than a frozen dataclass: sources build one per message, and a tuple
-    is four times cheaper to make.
-    """
-
-    payload: bytes
-    source: str  # "mqtt" | "kafka" | "http"
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    key: bytes | None = None  # Kafka key (device_id) if any
-
-
-class PartitionMessages(Sequence[RawMessage]):
-    """Consecutive messages of one Kafka partition, held as columns.
-
-    The Kafka source hands over thousands of messages per poll and the pipeline may hold
-    200k of them: as a RawMessage each, they were most of what the garbage collector
-    traversed (a tuple subclass is never untracked), costing more CPU than decoding. Lists
-    of bytes are not traversed. Indexing builds a RawMessage on demand (dead letters, logs).
-    """
-
-    __slots__ = ("keys", "offsets", "partition", "payloads", "topic")
-
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        payloads: list[bytes],
-        keys: list[bytes | None],
-        offsets: list[int],
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.payloads = payloads
-        self.keys = keys
-        self.offsets = offsets
-
-    def __len__(self) -> int:
-        return len(self.payloads)
-
-    @overload
-    def __getitem__(self, index: int) -> RawMessage: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> PartitionMessages: ...
-
-    def __getitem__(self, index: int | slice) -> RawMessage | PartitionMessages:
-        if isinstance(index, slice):
-            return PartitionMessages(self.topic, self.partition, self.payloads[index],
-                                     self.keys[index], self.offsets[index])
-        return RawMessage(self.payloads[index], "kafka", self.topic, self.partition,
-                          self.offsets[index], self.keys[index])
 
 
 @dataclass(slots=True, frozen=True)
@@ -236,7 +179,7 @@ def _decode_each(run: _Run) -> DecodeResult:
     """Decode message by message: every reason exact, bad events isolated from good ones."""
     messages = run.messages
     feed = run.feed
-    if type(messages) is PartitionMessages:
+    if isinstance(messages, PartitionMessages):
         clean = _screen(messages.payloads)
         for index, (payload, key, ok) in enumerate(
                 zip(messages.payloads, messages.keys, clean, strict=True)):
@@ -1065,7 +1008,7 @@ def _offset_us(ts: datetime) -> int:
 
 def _payloads_and_expected(messages: Sequence[RawMessage]) -> tuple[list[bytes], list[str | None]]:
     """Payloads and, per message, the device the transport vouches for."""
-    if type(messages) is PartitionMessages:
+    if isinstance(messages, PartitionMessages):
         keys = messages.keys
         if all(keys):
             return messages.payloads, list(map(bytes.decode, keys, repeat("utf-8"), repeat("replace")))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import asyncpg
 import numpy as np
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 
 
 class InjectedCrash(Exception):

@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from ioc.ingest.decode import PartitionMessages
 from ioc.ingest.kafka_records import installed as lean_installed
 from ioc.ingest.kafka_records import lean_records
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
+from ioc.model import PartitionMessages
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ from itertools import repeat
 import asyncpg
 import numpy as np
 
-from ioc.coded import CodedList
-from ioc.storage.batch import EventBatch
+from ioc.model import CodedList, CodedValues, EventBatch
 from ioc.storage.devices import upsert_latest
 from ioc.tasks import Supervisor, cancel_and_wait
 
@@ -26,9 +25,9 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 2.0
 
 
-def _codes(values: list[str], codes: dict[str, int]) -> np.ndarray:
+def _codes(values: CodedValues[str], codes: dict[str, int]) -> np.ndarray:
     """The code of each value, giving new values the next free codes."""
-    if type(values) is CodedList:
+    if isinstance(values, CodedList):
         return _codes(values.values, codes)[values.codes]
     found = np.fromiter(map(codes.get, values, repeat(-1)), dtype=np.int64, count=len(values))
     if (found < 0).any():

@@ -26,9 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ioc.ingest.decode import RawMessage
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
+from ioc.model import RawMessage
 from ioc.mqtt_client import client_from_url
 from ioc.tasks import Supervisor
 

@@ -24,10 +24,10 @@ from typing import Protocol
 import asyncpg
 import numpy as np
 
-from ioc.ingest.decode import DecodeLimits, DecodeResult, RawMessage, decode, decode_uniform
+from ioc.ingest.decode import DecodeLimits, DecodeResult, decode, decode_uniform
 from ioc.ingest.quarantine import POISON, POISON_AFTER, Quarantine
 from ioc.metrics import Metrics
-from ioc.storage.batch import DeadLetter, EventBatch
+from ioc.model import DeadLetter, EventBatch, RawMessage
 from ioc.storage.copy_binary import encode_events
 from ioc.storage.errors import PermanentStorageError
 from ioc.storage.writer import BatchWriter, WriteResult

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from ioc.ingest.decode import RawMessage
+from ioc.model import RawMessage
 from ioc.storage import suspects
 from ioc.storage.errors import StorageError, retry_transient
 

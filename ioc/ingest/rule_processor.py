@@ -31,8 +31,8 @@ import asyncpg
 import numpy as np
 
 from ioc.metrics import Metrics
+from ioc.model import EventBatch
 from ioc.rules import DeviceMeta, Evaluation, Rule, RuleBatch, RuleEngine, Transition
-from ioc.storage.batch import EventBatch
 from ioc.storage.rules import delete_states, save_states
 
 log = logging.getLogger(__name__)

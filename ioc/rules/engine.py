@@ -62,7 +62,7 @@ from itertools import repeat
 
 import numpy as np
 
-from ioc.coded import CodedList
+from ioc.model import CodedList
 from ioc.rules import kernels
 from ioc.rules.codec import rule_fingerprint
 from ioc.rules.kernels import Outcome, Stream, condition_mask
@@ -105,7 +105,7 @@ def _kind_codes(kinds: Sequence[str] | np.ndarray, wanted: list[str]) -> np.ndar
     several times cheaper than converting it to a numpy text array; numpy text is compared
     as such.
     """
-    if type(kinds) is CodedList:
+    if isinstance(kinds, CodedList):
         return _kind_codes(kinds.values, wanted)[kinds.codes]
     if isinstance(kinds, np.ndarray):
         codes = np.full(len(kinds), -1, dtype=np.int64)

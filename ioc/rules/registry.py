@@ -13,7 +13,7 @@ from itertools import repeat
 
 import numpy as np
 
-from ioc.coded import CodedList
+from ioc.model import CodedList
 from ioc.rules.model import DeviceMeta, Where
 
 _MULTIPLIERS = np.random.default_rng(0x10C).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
@@ -63,7 +63,7 @@ class DeviceRegistry:
         Unknown ids get provisional slots ``len(self)...`` in that order; they
         become real only when :meth:`add` is called with them (on commit).
         """
-        if type(device_ids) is CodedList:
+        if isinstance(device_ids, CodedList):
             slots, new_ids = self.intern(device_ids.values)
             return slots[device_ids.codes], new_ids
         if len(self.ids) <= DICT_LOOKUP_MAX_DEVICES and not isinstance(device_ids, np.ndarray):

@@ -20,14 +20,11 @@ followed by the JSON text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import msgspec
 import numpy as np
 from numba import njit
 
-from ioc.coded import CodedList
-from ioc.storage.batch import EventBatch, TextColumn
+from ioc.model import CodedList, CodedValues, EventBatch, TextColumn, TextValues
 from ioc.storage.pool import PG_EPOCH_US
 
 COLUMNS = ("ts", "device_id", "event_id", "kind", "value", "unit", "attrs")
@@ -75,13 +72,13 @@ def encode_events(events: EventBatch, *, ordinal: bool = False) -> memoryview:
     return memoryview(out)
 
 
-def _text(values: Sequence[str | None]) -> TextColumn:
+def _text(values: TextValues[str | None] | CodedValues[str | None]) -> TextColumn:
     """The column as one buffer: as it is if a TextColumn, else msgpack-encoded (UTF-8 as is)
     with a _MARKER after each value to find where it ends; a CodedList by its distinct
     values."""
-    if type(values) is TextColumn:
+    if isinstance(values, TextColumn):
         return values
-    if type(values) is CodedList:
+    if isinstance(values, CodedList):
         distinct = _text(values.values)
         return TextColumn(distinct.buf, distinct.start[values.codes], distinct.size[values.codes])
     n = len(values)

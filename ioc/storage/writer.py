@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from ioc.storage.batch import DeadLetter, EventBatch
+from ioc.model import DeadLetter, EventBatch
 from ioc.storage.copy_binary import COLUMNS, encode_events
 from ioc.storage.errors import retry_transient
 from ioc.storage.partitions import PartitionManager

@@ -7,7 +7,7 @@ import uuid
 
 import numpy as np
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 
 DISTRICT_CODES = ("vt", "nb", "lm", "vth", "ct", "cta", "ph")
 

@@ -1,5 +1,5 @@
-"""Coded text columns (ioc/coded.py) and every pass that reads them by code: each must give
-exactly what it gives for the same plain list."""
+"""Coded text columns (ioc/model/columns.py, ioc/coded.py) and every pass that reads them by
+code: each must give exactly what it gives for the same plain list."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ioc.coded import CodedList, buffer_codes
+from ioc.coded import buffer_codes
 from ioc.ingest.latest import _codes
+from ioc.model import CodedList, EventBatch
 from ioc.rules.engine import _kind_codes
 from ioc.rules.model import DeviceMeta
 from ioc.rules.registry import DeviceRegistry
-from ioc.storage.batch import EventBatch
 from ioc.storage.copy_binary import encode_events
 
 # Few distinct values, sharing prefixes and lengths (the hash table's hard cases).

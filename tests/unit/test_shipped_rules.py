@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ioc.devices import load_devices_file
-from ioc.ingest.decode import DecodeLimits, RawMessage, decode
+from ioc.ingest.decode import DecodeLimits, decode
+from ioc.model import RawMessage
 from ioc.rules import DeviceMeta, RuleBatch, RuleEngine, load_rules_file
 from ioc.simulator.stream import generate_payloads
 

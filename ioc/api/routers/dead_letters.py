@@ -23,8 +23,9 @@ from ioc.api.deps import OperatorKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
 from ioc.api.params import ListParam, Since, Until, Zone, check_range, decode_cursor, encode_cursor
 from ioc.api.scoping import split_values
-from ioc.ingest.decode import RawMessage, decode
+from ioc.ingest.decode import decode
 from ioc.ingest.pipeline import PipelineClosed
+from ioc.model import RawMessage
 from ioc.storage import dead_letters
 from ioc.storage.dead_letters import DeadLetterFilter
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from ioc.api.deps import IngestKey, ServiceDep
 from ioc.api.errors import ApiError, error_responses
-from ioc.ingest.decode import RawMessage
 from ioc.ingest.pipeline import PipelineClosed
+from ioc.model import RawMessage
 
 router = APIRouter(tags=["ingest"])
 

@@ -19,7 +19,7 @@ import pytest
 
 from ioc.embedded.postgres import EmbeddedPostgres
 from ioc.ingest.latest import LatestValues
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import create_pool
 from ioc.storage.writer import BatchWriter

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from tests.integration.api.conftest import Api
 
 HOUR = 3600

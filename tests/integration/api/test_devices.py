@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from tests.integration.api.conftest import Api, readings
 
 MIN_US = 60_000_000

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from tests.integration.api.conftest import Api, readings
 
 HOUR_US = 3_600_000_000

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import psutil
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from tests.integration.api.conftest import Api
 
 ROWS = 1_000_000

@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from ioc.ingest.decode import DecodeLimits, PartitionMessages, RawMessage
+from ioc.ingest.decode import DecodeLimits
 from ioc.ingest.faults import CrashingProcessor
 from ioc.ingest.pipeline import Pipeline, SubmissionResult
 from ioc.ingest.quarantine import Quarantine
 from ioc.metrics import Metrics
+from ioc.model import PartitionMessages, RawMessage
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import create_pool
 from ioc.storage.writer import BatchWriter

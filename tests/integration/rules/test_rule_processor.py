@@ -10,8 +10,8 @@ import pytest
 
 from ioc.ingest.rule_processor import RuleProcessor
 from ioc.metrics import Metrics
+from ioc.model import EventBatch
 from ioc.rules import DeviceMeta, Evaluation, RuleBatch, RuleEngine, Transition, load_rules_text
-from ioc.storage.batch import EventBatch
 from tests.support.events import make_batch
 
 RULE = """

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from ioc.storage.copy_binary import COLUMNS, encode_events
 from ioc.storage.pool import use_microsecond_timestamps
 from tests.support.events import make_batch

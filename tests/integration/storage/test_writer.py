@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ioc.embedded.postgres import EmbeddedPostgres
-from ioc.storage.batch import DeadLetter, EventBatch
+from ioc.model import DeadLetter, EventBatch
 from ioc.storage.errors import PermanentStorageError
 from ioc.storage.migrations import flavour_of
 from ioc.storage.partitions import PartitionManager

@@ -18,10 +18,10 @@ from ioc.ingest.decode import (
     REASONS,
     DecodeLimits,
     DecodeResult,
-    RawMessage,
     decode,
     derive_event_id,
 )
+from ioc.model import RawMessage
 
 ICT = timezone(timedelta(hours=7))  # Indochina time, what the Hậu Giang gateways send
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=ICT)

@@ -20,13 +20,12 @@ from ioc.ingest.decode import (
     REASONS,
     DecodeLimits,
     DecodeResult,
-    PartitionMessages,
-    RawMessage,
     _decode_each,
     _Run,
     decode,
     decode_uniform,
 )
+from ioc.model import PartitionMessages, RawMessage
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone(timedelta(hours=7)))
 NOW_US = int(NOW.timestamp()) * 1_000_000

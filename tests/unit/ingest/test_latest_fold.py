@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioc.ingest.latest import LatestValues
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 
 
 def batch(rows: list[tuple[str, str, int, float]]) -> EventBatch:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ioc.storage.batch import EventBatch
+from ioc.model import EventBatch
 from ioc.storage.copy_binary import encode_events
 from ioc.storage.pool import PG_EPOCH_US
 from tests.support.events import make_batch
