@@ -224,9 +224,10 @@ class Pipeline:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        # Compile the decoder's scan (or load it from numba's cache) now, not while the first
-        # batch waits: a fresh checkout takes seconds for it.
+        # Compile the decoder's scan and its message-by-message screen (or load them from
+        # numba's cache) now, not while the first batch waits: a fresh checkout takes seconds.
         decode([RawMessage(_WARM_UP, "http")], self.limits)
+        decode([RawMessage(_WARM_UP, "http"), RawMessage(b"{}", "http")], self.limits)
         await self.quarantine.load()
         # Either stage dying would strand the batch it holds while later ones are confirmed
         # (a Kafka offset committed past unstored messages): the service stops instead.
