@@ -13,13 +13,10 @@ import asyncio
 import logging
 from operator import attrgetter
 
-import aiokafka
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from ioc.ingest.kafka_records import installed as lean_installed
-from ioc.ingest.kafka_records import lean_records
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline
 from ioc.metrics import Metrics
 from ioc.model import PartitionMessages
@@ -28,9 +25,8 @@ from ioc.tasks import Supervisor, cancel_and_wait
 log = logging.getLogger(__name__)
 
 # Records per poll, also the size of a submission to the pipeline (which writes batches of up
-# to batch_max). With ConsumerRecords and CPython's default GC, polls of tens of thousands
-# made full collections expensive (9.5 µs CPU per event at 250, 12.2 at 20,000); with lean
-# records and the service's GC threshold, 1,000 costs 4% less CPU than 250 (measured).
+# to batch_max): enough to pay for the per-poll work, few enough that a poll's records die young
+# (polls of tens of thousands made the garbage collector's full collections expensive).
 POLL_RECORDS = 1000
 _VALUE, _KEY, _OFFSET = attrgetter("value"), attrgetter("key"), attrgetter("offset")
 
@@ -67,9 +63,6 @@ class KafkaSource:
         self._stopping = False
 
     async def start(self) -> None:
-        if not lean_installed():
-            log.warning("aiokafka %s: records come as ConsumerRecords (slower); see "
-                        "ioc/ingest/kafka_records.py", aiokafka.__version__)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
@@ -82,7 +75,6 @@ class KafkaSource:
             max_poll_interval_ms=600_000,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            value_deserializer=lean_records,
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         await consumer.start()
