@@ -30,7 +30,7 @@ from ioc.metrics import Metrics
 from ioc.model import DeadLetter, EventBatch, RawMessage
 from ioc.storage.copy_binary import encode_events
 from ioc.storage.errors import PermanentStorageError
-from ioc.storage.writer import BatchWriter, WriteResult
+from ioc.storage.writer import BatchWriter, WriteTransaction, describe
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -488,11 +488,11 @@ class Pipeline:
         while todo:
             b = todo.pop()
             try:
-                result, refused = await self._write(b)
+                new_mask, refused = await self._write(b)
             except Exception as exc:
                 todo.extend(reversed(await self._after_crash(b, exc)))
                 continue
-            await self._confirm(b, result, refused)
+            await self._confirm(b, new_mask, refused)
             if b.suspect:
                 await self.quarantine.passed(b.raw_messages(), poisoned=b.poison)
 
@@ -513,18 +513,17 @@ class Pipeline:
                 messages[0], f"crashed the pipeline {counts[0]} times; last: {_what(exc)}"))]
         return [await self._decode_batch(b.submissions, suspect=True)]
 
-    async def _write(self, b: _Batch) -> tuple[WriteResult, list[_Refused]]:
+    async def _write(self, b: _Batch) -> tuple[np.ndarray, list[_Refused]]:
         """Write, keeping at it through outages; isolate events the database refuses."""
         started = time.perf_counter()
         refused: list[_Refused] = []
         while True:
             try:
-                result = await self._write_with_processors(b.events, b.dead, b.received_at,
-                                                           b.copy_data)
+                new_mask = await self._transact(b.events, b.dead, b.received_at, b.copy_data)
                 break
             except PermanentStorageError as exc:
                 if exc.sqlstate and exc.sqlstate[:2] in DATA_ERROR_CLASSES and len(b.events) > 0:
-                    result = await self._write_isolating(b, exc, refused)
+                    new_mask = await self._write_isolating(b, exc, refused)
                     break
                 self.degraded = str(exc)
                 log.error("batch of %d events cannot be written (%s); retrying in 5s",
@@ -533,29 +532,37 @@ class Pipeline:
         self.degraded = None
         if len(b.events) or b.dead:
             self.metrics.db_write_seconds.observe(time.perf_counter() - started)
-        return result, refused
+        return new_mask, refused
 
-    async def _write_with_processors(
+    async def _transact(
         self, events: EventBatch, dead: list[DeadLetter], received_at: float,
         copy_data: memoryview | None = None,
-    ) -> WriteResult:
-        async def in_transaction(
-            conn: asyncpg.Connection, ev: EventBatch, new_mask: np.ndarray
-        ) -> list[PostCommit]:
+    ) -> np.ndarray:
+        """One batch's transaction, its effects in the order they happen; returns which
+        events are new (stored now, not replays)."""
+
+        async def transaction(tx: WriteTransaction) -> tuple[np.ndarray, list[PostCommit]]:
+            # 1. Store: devices seen for the first time, the dead letters, then the events by
+            #    COPY (after a replay: the dedup path). While the server takes the COPY, the
+            #    processors prepare as if every event were new (the rules are evaluated).
+            await tx.register_devices(events)
+            await tx.store_dead_letters(dead)
+            new_mask = await tx.store_events(events, copy_data,
+                                             meanwhile=lambda: self._prepare(events))
+            # 2. Process, in the same transaction: rules (rule state, alerts, their audit,
+            #    feed and outbox rows), latest values.
             after: list[PostCommit] = []
             for processor in self.processors:
-                done = await processor.process(conn, ev, new_mask, received_at)
+                done = await processor.process(tx.conn, events, new_mask, received_at)
                 if done is not None:
                     after.append(done)
-            return after
+            return new_mask, after
 
-        def while_copying() -> None:
-            for processor in self.processors:
-                processor.prepare(events)
-
-        result = await self.writer.write(events, dead, in_transaction, copy_data=copy_data,
-                                         while_copying=while_copying)
-        for done in result.hook_result or ():
+        # BEGIN, the above, COMMIT: redone on a replay or a transient failure.
+        new_mask, after = await self.writer.run(events, transaction,
+                                                what=describe(events, dead))
+        # 3. After the commit: what each processor keeps in memory (rule engine, latest values).
+        for done in after:
             try:
                 done()
             except Exception as exc:
@@ -563,11 +570,15 @@ class Pipeline:
                 self.supervisor.failed(WRITER, exc)
                 log.error("work after the commit of %d events failed", len(events),
                           exc_info=exc)
-        return result
+        return new_mask
+
+    def _prepare(self, events: EventBatch) -> None:
+        for processor in self.processors:
+            processor.prepare(events)
 
     async def _write_isolating(
         self, b: _Batch, exc: PermanentStorageError, refused: list[_Refused],
-    ) -> WriteResult:
+    ) -> np.ndarray:
         """Split the batch until the refused events stand alone; each becomes a dead letter
         of the message it came in (its original bytes and transport position)."""
         log.warning("database refused a batch of %d events (%s): isolating the bad rows",
@@ -578,22 +589,20 @@ class Pipeline:
                         error: PermanentStorageError) -> None:
             if len(pos) == 1:
                 refused.append(self._refused(b, int(pos[0]), error))
-                await self._write_with_processors(EventBatch(), [*dead, refused[-1].dead],
-                                                  b.received_at)
+                await self._transact(EventBatch(), [*dead, refused[-1].dead], b.received_at)
                 return
             half = len(pos) // 2
             for part, part_dead in ((pos[:half], dead), (pos[half:], [])):
                 try:
-                    written = await self._write_with_processors(b.events.take(part), part_dead,
-                                                                b.received_at)
-                    new_mask[part] = written.new_mask
+                    new_mask[part] = await self._transact(b.events.take(part), part_dead,
+                                                          b.received_at)
                 except PermanentStorageError as inner:
                     if not (inner.sqlstate and inner.sqlstate[:2] in DATA_ERROR_CLASSES):
                         raise
                     await split(part, part_dead, inner)
 
         await split(np.arange(len(b.events)), b.dead, exc)
-        return WriteResult(new_mask, len(b.dead), [])
+        return new_mask
 
     def _refused(self, b: _Batch, position: int, error: PermanentStorageError) -> _Refused:
         message = b.message(int(b.message_index[position]))
@@ -604,8 +613,8 @@ class Pipeline:
             detail=(detail + str(error))[:500], topic=message.topic,
             partition=message.partition, offset=message.offset))
 
-    async def _confirm(self, batch: _Batch, result: WriteResult, refused: list[_Refused]) -> None:
-        stored = result.new
+    async def _confirm(self, batch: _Batch, mask: np.ndarray, refused: list[_Refused]) -> None:
+        stored = int(mask.sum())
         self.metrics.events_stored.inc(stored)
         self.metrics.events_duplicate.inc(len(batch.events) - stored - len(refused))
         if batch.messages:
@@ -613,7 +622,6 @@ class Pipeline:
         if len(batch.events):
             lag = time.time() - float(batch.events.ts.max()) / 1e6
             self.metrics.event_lag.observe(max(lag, 0.0))
-        mask = result.new_mask
         for sub, (a, b, c, d) in zip(batch.submissions, batch.spans, strict=True):
             if sub.on_commit is None:
                 continue

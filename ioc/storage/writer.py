@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import asyncpg
 import numpy as np
@@ -43,15 +43,14 @@ ON CONFLICT DO NOTHING
 RETURNING ts, device_id, event_id
 """
 
-InTransaction = Callable[[asyncpg.Connection, EventBatch, np.ndarray], Awaitable[Any]]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class WriteResult:
     new_mask: np.ndarray  # bool per event: stored by this call (not a replay or a repeat)
     dead_letters: int
-    new_devices: list[str]
-    hook_result: Any = None
+    new_devices: list[str]  # auto-registered by this call
 
     @property
     def new(self) -> int:
@@ -64,6 +63,51 @@ class _Replay(Exception):
 
 class _MissingPartition(Exception):
     """A cached partition is gone (dropped elsewhere): reload the cache and redo."""
+
+
+class WriteTransaction:
+    """One attempt at a batch's transaction: its steps, called in order by its owner.
+
+    ``fast`` is true on the first attempt of a batch with events: they go in by one COPY. A
+    replayed batch (after a crash, a rebalance, a redelivery) or one that repeats an event
+    within itself fails that COPY; the attempt is then redone with ``fast`` false, through the
+    staging table that says exactly which events are new.
+    """
+
+    __slots__ = ("_writer", "conn", "fast", "new_devices")
+
+    def __init__(self, writer: BatchWriter, conn: asyncpg.Connection, fast: bool) -> None:
+        self._writer = writer
+        self.conn = conn
+        self.fast = fast
+        self.new_devices: list[str] = []
+
+    async def register_devices(self, events: EventBatch) -> None:
+        """Devices seen for the first time are auto-registered (no area until the registry
+        says)."""
+        self.new_devices = await self._writer._register_devices(self.conn, events)
+
+    async def store_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+        if dead:
+            await self.conn.copy_records_to_table(
+                "dead_letters",
+                records=[(d.source, _text(d.topic), d.partition, d.offset, d.reason,
+                          _text(d.detail), d.raw) for d in dead],
+                columns=DEAD_COLUMNS,
+            )
+
+    async def store_events(
+        self, events: EventBatch, copy_data: memoryview | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """Which of the events are new (stored now). ``copy_data`` is the batch's
+        :func:`encode_events` output if encoded ahead; ``meanwhile`` is work for the service's
+        CPU while the server takes the COPY (the fast path only)."""
+        if not len(events):
+            return np.zeros(0, dtype=bool)
+        if self.fast:
+            return await self._writer._copy_events(self.conn, events, copy_data, meanwhile)
+        return await self._writer._insert_new_events(self.conn, events)
 
 
 class BatchWriter:
@@ -90,31 +134,22 @@ class BatchWriter:
     def forget_device(self, device_id: str) -> None:
         self._known_devices.discard(device_id)
 
-    async def write(
-        self,
-        events: EventBatch,
-        dead: list[DeadLetter] | tuple[DeadLetter, ...] = (),
-        in_transaction: InTransaction | None = None,
-        *,
-        copy_data: memoryview | None = None,
-        while_copying: Callable[[], None] | None = None,
-    ) -> WriteResult:
-        """Store the batch exactly once and run ``in_transaction`` inside the same transaction.
+    async def run(
+        self, events: EventBatch, transaction: Callable[[WriteTransaction], Awaitable[T]], *,
+        what: str,
+    ) -> T:
+        """BEGIN, ``transaction(tx)``, COMMIT, exactly once for the batch ``events``.
 
-        ``copy_data`` is the batch's :func:`encode_events` output if the caller encoded it
-        ahead (the pipeline does, while the previous transaction runs). ``while_copying`` is
-        work for the service's CPU while the server takes the fast path's COPY (the pipeline
-        evaluates the rules then, for ``in_transaction`` to use if every event proves new).
-        Transient failures (connection lost, server restarting, deadlock) are retried with
-        backoff until they pass; permanent ones raise PermanentStorageError.
+        Redone on the dedup path after a replay, after reloading the partitions when one was
+        dropped meanwhile, and with backoff after a transient failure (connection lost, server
+        restarting, deadlock) for as long as it takes; permanent failures raise
+        PermanentStorageError. The day partitions the events need exist before it begins.
         """
-        n = len(events)
         # A repeat within the batch fails the fast COPY like a replay does, and takes the
         # same dedup path: rarer than it is worth checking every batch for.
-        fast = n > 0
-        what = f"write batch ({n} events, {len(dead)} dead letters)"
+        fast = len(events) > 0
 
-        async def attempt() -> WriteResult:
+        async def attempt() -> T:
             # A loop, not a recursive call: a closure that refers to itself is a reference
             # cycle, which kept every batch's columns alive until the next full collection.
             nonlocal fast
@@ -124,47 +159,28 @@ class BatchWriter:
                     async with self._pool.acquire() as conn:
                         await self._partitions.ensure(conn, missing)
                 try:
-                    return await self._transaction(events, dead, in_transaction, fast,
-                                                   copy_data, while_copying)
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        tx = WriteTransaction(self, conn, fast)
+                        result = await transaction(tx)
+                    self._known_devices.update(tx.new_devices)
+                    return result
                 except _Replay:
                     fast = False
-                    return await self._transaction(events, dead, in_transaction, fast, None,
-                                                   None)
                 except _MissingPartition:
                     async with self._pool.acquire() as conn:
                         await self._partitions.load(conn)
 
         return await retry_transient(attempt, what=what, on_retry=self._on_retry)
 
-    async def _transaction(
-        self,
-        events: EventBatch,
-        dead: list[DeadLetter] | tuple[DeadLetter, ...],
-        in_transaction: InTransaction | None,
-        fast: bool,
-        copy_data: memoryview | None,
-        while_copying: Callable[[], None] | None,
-    ) -> WriteResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            new_devices = await self._register_devices(conn, events)
-            if dead:
-                await conn.copy_records_to_table(
-                    "dead_letters",
-                    records=[(d.source, _text(d.topic), d.partition, d.offset, d.reason,
-                              _text(d.detail), d.raw) for d in dead],
-                    columns=DEAD_COLUMNS,
-                )
-            if fast:
-                new_mask = await self._copy_events(conn, events, copy_data, while_copying)
-            elif len(events):
-                new_mask = await self._insert_new_events(conn, events)
-            else:
-                new_mask = np.zeros(0, dtype=bool)
-            hook_result = (
-                await in_transaction(conn, events, new_mask) if in_transaction else None
-            )
-        self._known_devices.update(new_devices)
-        return WriteResult(new_mask, len(dead), new_devices, hook_result)
+    async def write(self, events: EventBatch, dead: Sequence[DeadLetter] = ()) -> WriteResult:
+        """Store a batch and its dead letters exactly once (no other work in the transaction)."""
+
+        async def store(tx: WriteTransaction) -> WriteResult:
+            await tx.register_devices(events)
+            await tx.store_dead_letters(dead)
+            return WriteResult(await tx.store_events(events), len(dead), tx.new_devices)
+
+        return await self.run(events, store, what=describe(events, dead))
 
     async def _register_devices(self, conn: asyncpg.Connection, events: EventBatch) -> list[str]:
         """Auto-register devices seen for the first time (no district until the registry says)."""
@@ -183,18 +199,18 @@ class BatchWriter:
 
     async def _copy_events(
         self, conn: asyncpg.Connection, events: EventBatch, copy_data: memoryview | None,
-        while_copying: Callable[[], None] | None,
+        meanwhile: Callable[[], None] | None,
     ) -> np.ndarray:
         copy = asyncio.ensure_future(conn.copy_to_table(
             self._partitions.copy_target(events.ts),
             source=encode_events(events) if copy_data is None else copy_data,
             columns=COLUMNS, format="binary"))
-        if while_copying is not None:
+        if meanwhile is not None:
             try:
                 # One turn of the loop lets the COPY task send the statement and all its data
                 # (asyncpg writes a buffer in one go); the server works through it meanwhile.
                 await asyncio.sleep(0)
-                while_copying()
+                meanwhile()
             except BaseException:
                 copy.cancel()  # the connection must be idle again before it is given back
                 await asyncio.gather(copy, return_exceptions=True)
@@ -231,6 +247,11 @@ class BatchWriter:
                 new_mask[i] = True
                 stored.discard(key)  # a repeat within the batch is not new
         return new_mask
+
+
+def describe(events: EventBatch, dead: Sequence[DeadLetter]) -> str:
+    """How a batch is named in retry and error messages."""
+    return f"write batch ({len(events)} events, {len(dead)} dead letters)"
 
 
 def _text(value: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import asyncpg
 import numpy as np
@@ -16,7 +17,7 @@ from ioc.storage.errors import PermanentStorageError
 from ioc.storage.migrations import flavour_of
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import create_pool
-from ioc.storage.writer import BatchWriter
+from ioc.storage.writer import BatchWriter, WriteTransaction
 from tests.conftest import new_database
 from tests.support.events import make_batch
 
@@ -139,17 +140,20 @@ async def test_unknown_devices_are_auto_registered(database: str) -> None:
         await pool.close()
 
 
-async def test_in_transaction_hook_failure_rolls_back_everything(database: str) -> None:
+async def test_failure_inside_the_transaction_rolls_back_everything(database: str) -> None:
     pool, writer = await open_writer(database)
     try:
         before, dead_before = await count(pool), await count(pool, "dead_letters")
+        batch = make_batch(10, seed=8)
 
-        async def failing_hook(conn, events, new_mask):
-            await conn.execute("SELECT 1/0")
+        async def failing(tx: WriteTransaction) -> None:
+            await tx.register_devices(batch)
+            await tx.store_dead_letters([DeadLetter("http", "schema", b"{}")])
+            await tx.store_events(batch)
+            await tx.conn.execute("SELECT 1/0")
 
         with pytest.raises(PermanentStorageError) as info:
-            await writer.write(make_batch(10, seed=8), [DeadLetter("http", "schema", b"{}")],
-                               in_transaction=failing_hook)
+            await writer.run(batch, failing, what="failing batch")
         assert info.value.sqlstate == "22012"
         assert await count(pool) == before
         assert await count(pool, "dead_letters") == dead_before
@@ -157,23 +161,29 @@ async def test_in_transaction_hook_failure_rolls_back_everything(database: str) 
         await pool.close()
 
 
-async def test_work_while_copying_runs_on_the_fast_path_and_its_failure_rolls_back(
+async def test_work_meanwhile_runs_on_the_fast_path_and_its_failure_rolls_back(
     database: str,
 ) -> None:
     pool, writer = await open_writer(database)
     try:
         before = await count(pool)
         calls: list[int] = []
+
+        async def store(batch: EventBatch, call: Callable[[], None]) -> np.ndarray:
+            async def transaction(tx: WriteTransaction) -> np.ndarray:
+                return await tx.store_events(batch, meanwhile=call)
+            return await writer.run(batch, transaction, what="batch")
+
         batch = make_batch(3000, seed=9)
-        first = await writer.write(batch, while_copying=lambda: calls.append(1))
-        again = await writer.write(batch, while_copying=lambda: calls.append(2))
-        assert (first.new, again.new, calls) == (3000, 0, [1, 2])
+        first = await store(batch, lambda: calls.append(1))
+        again = await store(batch, lambda: calls.append(2))
+        assert (int(first.sum()), int(again.sum()), calls) == (3000, 0, [1, 2])
 
         def failing() -> None:
             raise RuntimeError("rule evaluation failed")
 
         with pytest.raises(RuntimeError):
-            await writer.write(make_batch(3000, seed=10), while_copying=failing)
+            await store(make_batch(3000, seed=10), failing)
         assert await count(pool) == before + 3000
         later = await writer.write(make_batch(10, seed=11))  # the connections are usable again
         assert later.new == 10
