@@ -28,10 +28,19 @@ $(VENDOR)/uPlot.iife.min.js: node_modules/.package-lock.json
 	@mkdir -p $(VENDOR)
 	@cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 
+# Then one ingest module again with the accelerators off (ioc/fast): the plain reference
+# paths of decoding and COPY encoding, end to end. REFERENCE_TESTS= skips it.
+REFERENCE_TESTS ?= tests/integration/ingest/test_delivery.py
+
 test: setup
 	@$(VENV)/bin/ruff check .
 	@set +e; $(VENV)/bin/pytest -q --timeout=600 $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	  if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
+	  if [ -n "$(REFERENCE_TESTS)" ]; then \
+	    echo "== IOC_ACCELERATE=false $(REFERENCE_TESTS)"; \
+	    IOC_ACCELERATE=false $(VENV)/bin/pytest -q --timeout=600 $(REFERENCE_TESTS); ref=$$?; \
+	    if [ $$rc -eq 0 ]; then rc=$$ref; fi; \
+	  fi; exit $$rc
 
 demo: setup
 	@$(VENV)/bin/ioc demo

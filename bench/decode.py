@@ -8,9 +8,10 @@ msgspec's typed decode of the same payloads, no checks, no columns -- is measure
 run. Rates are events per CPU-second of this process (the machine is shared), median of
 --repeat runs; wall-clock rates are recorded too.
 
-    .venv/bin/python bench/decode.py [--repeat 5]
+    .venv/bin/python bench/decode.py [--repeat 5] [--plain]
 
-Writes bench/results/decode.json.
+Writes bench/results/decode.json; with ``--plain`` the accelerators are off (as with
+IOC_ACCELERATE=false: message by message, the plain screen) and it writes decode-plain.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 
+from ioc import fast
 from ioc.ingest.decode import _MESSAGE_DECODER, DecodeLimits, decode
 from ioc.ingest.pipeline import DECODE_GROUP_MESSAGES
 from ioc.model import RawMessage
@@ -126,7 +128,10 @@ def measure(messages: list[RawMessage], repeat: int) -> dict[str, float | int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--plain", action="store_true",
+                        help="the accelerators off: their plain references (IOC_ACCELERATE=false)")
     args = parser.parse_args()
+    fast.set_enabled(not args.plain)
     cases = {
         "single_iso_200k": single_messages(200_000, iso=True),
         "single_epoch_ms_200k": single_messages(200_000, iso=False),
@@ -147,11 +152,12 @@ def main() -> None:
         "msgspec": msgspec.__version__,
         "cpus": os.cpu_count(),
         "repeat": args.repeat,
+        "accelerate": not args.plain,
         "statistic": "median events per CPU-second",
         "load_average_1m": os.getloadavg()[0],
         "results": results,
     }
-    path = Path(__file__).parent / "results" / "decode.json"
+    path = Path(__file__).parent / "results" / ("decode-plain.json" if args.plain else "decode.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")

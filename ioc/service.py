@@ -19,6 +19,7 @@ from typing import Protocol
 
 import asyncpg
 
+from ioc import fast
 from ioc.alerts import Alerts, load_notifications
 from ioc.devices import Device, DevicesFileError, load_devices_file
 from ioc.ingest.decode import DecodeLimits
@@ -114,6 +115,11 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
+        # Decoding and COPY encoding read the switch per batch (ioc/fast).
+        fast.set_enabled(s.accelerate)
+        if not s.accelerate:
+            log.warning("IOC_ACCELERATE=false: decoding and COPY encoding run their plain "
+                        "references, not the compiled accelerators (more CPU per event)")
         if s.auth == "off":
             log.warning("IOC_AUTH=off: every HTTP caller is treated as admin. Local demo only!")
         await self._migrate()

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     max_lateness: PositiveSeconds = 3600.0
     max_event_age: PositiveSeconds = 365 * 86400.0
     max_future_skew: PositiveSeconds = 3600.0
+    # false: run the plain reference of every compiled accelerator (ioc/fast), end to end.
+    accelerate: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

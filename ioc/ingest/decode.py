@@ -4,11 +4,11 @@ Every source calls :func:`decode` on a micro-batch of :class:`RawMessage` (Kafka
 :class:`PartitionMessages`, the same held as columns). Nearly all traffic is one event per
 message in the single-reading form with an RFC 3339 ts: such a micro-batch is decoded
 column-wise (:func:`_uniform`) -- one compiled scan of the joined messages
-(:mod:`ioc.ingest.scan`: JSON grammar, UTF-8, ts and value parsed, strings located), then
+(:mod:`ioc.fast.scan`: JSON grammar, UTF-8, ts and value parsed, strings located), then
 the checks of distinct values (devices, kinds, units) and numpy ranges. If any
 message of the call does not fit, or any check fails, the call is decoded message by
 message instead, which gives the exact reasons; the column-wise path only ever accepts what
-that path accepts, with the same columns. Message by message, a compiled screen first marks
+that path accepts, with the same columns. Message by message, a screen first marks
 the messages msgspec can be trusted with (below); those go through one typed msgspec decode
 per message and a handful of cached checks per event, appending straight into column lists.
 The rest, and any message the typed decoder refuses, take the slow path: a strict generic
@@ -16,6 +16,15 @@ decode (stdlib ``json``, numbers kept as literals) coerced back into the same sh
 markers saying what was wrong, so all paths share one set of checks and one order of
 reasons. Bad input becomes a :class:`DeadLetter`; nothing raises and a bad event never
 holds back the good ones in the same call.
+
+The message-by-message path is the reference. The compiled parts are accelerators
+(:mod:`ioc.fast`): the column-wise scan, the hash table coding its device ids (reference: the
+dict pass :func:`_dict_codes`), and the screen and nesting count that the message-by-message
+path itself needs for correctness -- so those two have plain references here too
+(:func:`_plain_screen`, more cautious; :func:`_plain_nesting`, exact) rather than being
+compiled code the reference depends on. With ``IOC_ACCELERATE=false`` (``fast.enabled()``
+false) no compiled code runs: no call is decoded column-wise, and the screen and nesting
+count are the plain ones.
 
 Strict, and the same answer on every path: the verdict, reason, detail and columns depend on
 the message alone, whichever path decodes it and whatever shares its batch (a hypothesis
@@ -58,15 +67,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import itemgetter
 from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
-from ioc.coded import buffer_codes
-from ioc.ingest import scan
+from ioc import fast
+from ioc.fast import scan
+from ioc.fast.codes import buffer_codes
 from ioc.model import CodedList, DeadLetter, EventBatch, PartitionMessages, RawMessage, TextColumn
 
 BAD_JSON = "bad_json"
@@ -161,9 +171,12 @@ def decode_uniform(
     """Decode several micro-batches column-wise as one, if every message is one valid event.
 
     Returns one event per message, in order, or None when any message needs
-    :func:`decode` (which then gives the reasons). Batching a thousand or so messages per
-    call pays for numpy's per-call overhead; far more stops fitting in the CPU caches.
+    :func:`decode` (which then gives the reasons), and always None with the accelerators
+    off. Batching a thousand or so messages per call pays for numpy's per-call overhead; far
+    more stops fitting in the CPU caches.
     """
+    if not fast.enabled():
+        return None
     payloads: list[bytes] = []
     expected: list[str | None] = []
     for messages in parts:
@@ -193,10 +206,13 @@ def _decode_each(run: _Run) -> DecodeResult:
 
 def _screen(payloads: list[bytes]) -> list[bool]:
     """Per payload, whether the typed msgspec decode may be trusted with it (see
-    :func:`ioc.ingest.scan.screen`): one compiled pass over the payloads joined."""
+    :func:`ioc.fast.scan.screen`): one compiled pass over the payloads joined, or with the
+    accelerators off :func:`_plain_screen` of each."""
     n = len(payloads)
     if n == 0:
         return []
+    if not fast.enabled():
+        return list(map(_plain_screen, payloads))
     lengths = np.fromiter(map(len, payloads), np.int64, n)
     ends = np.cumsum(lengths)
     clean = np.empty(n, np.bool_)
@@ -372,8 +388,60 @@ _HUGE_FRACTION_CHARS = PG_NUMERIC_MAX_SCALE - 1000
 
 
 def _nesting(data: bytes) -> int:
-    """How deep arrays and objects nest in a text (see :func:`ioc.ingest.scan.nesting`)."""
+    """How deep arrays and objects nest in a text (see :func:`ioc.fast.scan.nesting`);
+    :func:`_plain_nesting` with the accelerators off."""
+    if not fast.enabled():
+        return _plain_nesting(data)
     return int(scan.nesting(np.frombuffer(data, np.uint8), 0, len(data)))
+
+
+# A string as scan.nesting skips it: from a quote to the next quote not escaped by a backslash
+# (a backslash escapes any next byte), or to the end.
+_SKIPPED_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _plain_nesting(data: bytes) -> int:
+    """The reference of :func:`ioc.fast.scan.nesting`, exact for any bytes: the most brackets
+    open at once once strings are taken out."""
+    data = bytes(data)
+    # Without a backslash a string runs from a quote to the next: every other piece between.
+    outside = (_SKIPPED_STRING.sub(b"", data) if b"\\" in data
+               else b"".join(data.split(b'"')[0::2]))
+    brackets = outside.translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=0))
+
+
+# What the compiled screen (ioc.fast.scan._clean) looks at closer, found anywhere in the text:
+# a \u escape of an ASCII character (\u0000, or a timestamp in disguise) or of a surrogate;
+# and, in the text with every digit made 0, a run of 41 digits, a three-digit exponent or a
+# string ending in an offset without a colon (substring searches, several times cheaper than
+# one regular expression trying each at every byte).
+_DOUBTFUL_ESCAPE = re.compile(rb"\\u(?:00[0-7]|[dD][89a-fA-F])")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT_RUN = b"0" * 41
+_BIG_EXPONENT = re.compile(rb"0[eE][-+]?000")
+
+
+def _plain_screen(payload: bytes) -> bool:
+    """The reference of :func:`ioc.fast.scan.screen` for one payload, more cautious: UTF-8
+    checked over the whole payload, nesting exactly, and anything doubtful (above) sends the
+    message to the slow path. What it lets through and the compiled screen refuses (control
+    characters, bad escapes, unterminated strings), msgspec's typed decode refuses itself."""
+    payload = bytes(payload)
+    try:
+        str(payload, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    if b"\\u" in payload and _DOUBTFUL_ESCAPE.search(payload):
+        return False
+    shape = payload.translate(_DIGITS_AS_ZERO)
+    if (_DIGIT_RUN in shape or b'+0000"' in shape or b'-0000"' in shape
+            or ((b"0e" in shape or b"0E" in shape) and _BIG_EXPONENT.search(shape))):
+        return False
+    return not (payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH
+                and _plain_nesting(payload) > MAX_JSON_DEPTH)
 
 
 def _lone_surrogate(text: str) -> str | None:
@@ -1029,7 +1097,7 @@ def _vouched_device(source: str, topic: str | None, key: bytes | None) -> tuple[
 def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> EventBatch | None:
     """The whole call decoded column-wise, or None if any message needs :func:`_decode_each`.
 
-    The messages are scanned by compiled code (:mod:`ioc.ingest.scan`); what is checked per
+    The messages are scanned by compiled code (:mod:`ioc.fast.scan`); what is checked per
     distinct value (device ids, kinds, units) is checked here once per value. Accepts exactly
     what the message-by-message path accepts (one event per message, no dead letters) and
     builds the same columns; every doubt returns None rather than a reason.
@@ -1069,9 +1137,7 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
         device_codes, first = buffer_codes(np.frombuffer(joined, np.uint8), exp_start, exp_len)
         seen = list(map(device.__getitem__, first.tolist()))
     else:
-        seen = list(dict.fromkeys(device))
-        position = {d: i for i, d in enumerate(seen)}
-        device_codes = np.fromiter(map(position.__getitem__, device), np.int64, n)
+        device_codes, seen = _dict_codes(device)
     devices = set(seen)
     for new in devices - run.ok_devices:
         if _device_problem(new) is not None:
@@ -1115,6 +1181,15 @@ def _uniform(run: _Run, payloads: list[bytes], expected: list[str | None]) -> Ev
                       event_id=event_id, kind=kind, ts=ts, value=value,
                       unit=CodedList(units, codes[:, 1] % len(units)),
                       attrs=_column(buf, spans, scan.ATTRS))
+
+
+def _dict_codes(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Each text's code by first appearance, and the distinct texts in that order: a dict
+    pass, the reference of :func:`ioc.fast.codes.buffer_codes` (which codes texts lying in
+    one buffer by their bytes)."""
+    seen = list(dict.fromkeys(texts))
+    position = {t: i for i, t in enumerate(seen)}
+    return np.fromiter(map(position.__getitem__, texts), np.int64, len(texts)), seen
 
 
 def _text_at(buf: np.ndarray, spans: np.ndarray, i: int, col: int) -> str:

@@ -1,11 +1,15 @@
-"""Binary COPY of an EventBatch, laid out row by row by compiled code from column buffers.
+"""Binary COPY of an EventBatch: the compiled row writer from column buffers, or its reference.
 
-Every text column reaches the writer as one buffer with the offset and length of each value.
-A :class:`TextColumn` already is one: the decoder's scan hands over event ids and attrs as
-they lie in the received messages, so their bytes are copied once, into the COPY data, and
-never become Python strings. A list of str becomes one by a single msgpack encode (UTF-8 as
-is) with a marker after each value that shows where it ends. The writer (numba, compiled
-without reference counting: it allocates nothing) then writes each row's fields.
+Every text column reaches the compiled writer (:func:`ioc.fast.copy_rows.write_rows`) as one
+buffer with the offset and length of each value. A :class:`TextColumn` already is one: the
+decoder's scan hands over event ids and attrs as they lie in the received messages, so their
+bytes are copied once, into the COPY data, and never become Python strings. A list of str
+becomes one by a single msgpack encode (UTF-8 as is) with a marker after each value that shows
+where it ends. The writer then writes each row's fields.
+
+With the accelerators off (``IOC_ACCELERATE=false``), :func:`_encode_plain` makes the same
+bytes with ``struct``, one row and one field at a time: the reference, beside the dispatch
+(a hypothesis property checks they agree).
 
 Rows go in time order. The events' unique index leads with ts, and a batch gathered from
 several Kafka partitions is several interleaved runs of time: inserted as they come, they
@@ -20,10 +24,13 @@ followed by the JSON text.
 
 from __future__ import annotations
 
+import struct
+
 import msgspec
 import numpy as np
-from numba import njit
 
+from ioc import fast
+from ioc.fast.copy_rows import write_rows
 from ioc.model import CodedList, CodedValues, EventBatch, TextColumn, TextValues
 from ioc.storage.pool import PG_EPOCH_US
 
@@ -50,8 +57,11 @@ def encode_events(events: EventBatch, *, ordinal: bool = False) -> memoryview:
 
     With ``ordinal``, each row leads with an extra int4 field: its index in the batch (rows
     are in time order, ties in batch order). A memoryview rather than bytes, which asyncpg's
-    ``copy_to_table`` would take for a path.
+    ``copy_to_table`` would take for a path. Written by the compiled row writer, or with the
+    accelerators off by the reference :func:`_encode_plain`: the same bytes.
     """
+    if not fast.enabled():
+        return memoryview(_encode_plain(events, ordinal=ordinal))
     n = len(events)
     if not n:
         return memoryview(_SIGNATURE + _TRAILER)
@@ -63,11 +73,11 @@ def encode_events(events: EventBatch, *, ordinal: bool = False) -> memoryview:
     out = np.empty(size, np.uint8)
     out[: len(_SIGNATURE)] = np.frombuffer(_SIGNATURE, np.uint8)
     order = np.argsort(events.ts, kind="stable")  # cheap: a batch is a few sorted runs
-    written = _write_rows(out, len(_SIGNATURE), ordinal, order, events.ts - PG_EPOCH_US,
-                          np.ascontiguousarray(events.value, np.float64).view(np.int64),
-                          dev.buf, dev.start, dev.size, eid.buf, eid.start, eid.size,
-                          kind.buf, kind.start, kind.size, unit.buf, unit.start, unit.size,
-                          attrs.buf, attrs.start, attrs.size)
+    written = write_rows(out, len(_SIGNATURE), ordinal, order, events.ts - PG_EPOCH_US,
+                         np.ascontiguousarray(events.value, np.float64).view(np.int64),
+                         dev.buf, dev.start, dev.size, eid.buf, eid.start, eid.size,
+                         kind.buf, kind.start, kind.size, unit.buf, unit.start, unit.size,
+                         attrs.buf, attrs.start, attrs.size)
     assert written == size
     return memoryview(out)
 
@@ -102,46 +112,44 @@ def _text(values: TextValues[str | None] | CodedValues[str | None]) -> TextColum
     return TextColumn(a, start, np.where(first == _NIL, -1, end - start))
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _put(out, w, value, width):
-    """``value`` big-endian in ``width`` bytes at out[w]; the index after it."""
-    for k in range(width):
-        out[w + k] = (value >> (8 * (width - 1 - k))) & 0xFF
-    return w + width
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _field(out, w, buf, start, size, jsonb):
-    """A text field: its length (-1: NULL) and bytes, after jsonb's version byte if asked."""
-    if size < 0:
-        return _put(out, w, -1, 4)
-    w = _put(out, w, size + jsonb, 4)
-    if jsonb:
-        out[w] = 1
-        w += 1
-    for k in range(size):
-        out[w + k] = buf[start + k]
-    return w + size
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _write_rows(out, w, ordinal, order, ts, value_bits, db, ds, dn, eb, es, en, kb, ks, kn, ub, us, un,
-                ab, as_, an):
-    """Every row, in ``order``, from index ``w`` of ``out``, then the trailer; the index
-    after it."""
-    fields = 7 + ordinal
-    for i in order:
-        w = _put(out, w, fields, 2)
+def _encode_plain(events: EventBatch, *, ordinal: bool = False) -> bytes:
+    """The reference of the compiled path: the same bytes spelled out with ``struct``, one row
+    and one field at a time, rows sorted by ts in Python (stable: ties in batch order)."""
+    ts = (np.asarray(events.ts, np.int64) - PG_EPOCH_US).tolist()
+    value_bits = np.ascontiguousarray(events.value, np.float64).view(np.int64).tolist()
+    dev, eid, kind, unit, attrs = map(_plain_texts, (events.device_id, events.event_id,
+                                                     events.kind, events.unit, events.attrs))
+    count = struct.pack(">h", 7 + ordinal)
+    out = [_SIGNATURE]
+    for i in sorted(range(len(events)), key=ts.__getitem__):
+        out.append(count)
         if ordinal:
-            w = _put(out, w, 4, 4)
-            w = _put(out, w, i, 4)
-        w = _put(out, w, 8, 4)
-        w = _put(out, w, ts[i], 8)
-        w = _field(out, w, db, ds[i], dn[i], 0)
-        w = _field(out, w, eb, es[i], en[i], 0)
-        w = _field(out, w, kb, ks[i], kn[i], 0)
-        w = _put(out, w, 8, 4)
-        w = _put(out, w, value_bits[i], 8)
-        w = _field(out, w, ub, us[i], un[i], 0)
-        w = _field(out, w, ab, as_[i], an[i], 1)
-    return _put(out, w, -1, 2)
+            out.append(struct.pack(">ii", 4, i))
+        out.append(struct.pack(">iq", 8, ts[i]))
+        out += (_plain_field(dev[i]), _plain_field(eid[i]), _plain_field(kind[i]))
+        out.append(struct.pack(">iq", 8, value_bits[i]))
+        out.append(_plain_field(unit[i]))
+        out.append(_plain_field(None if attrs[i] is None else b"\x01" + attrs[i]))  # jsonb
+    out.append(_TRAILER)
+    return b"".join(out)
+
+
+def _plain_texts(values: TextValues[str | None] | CodedValues[str | None]) -> list[bytes | None]:
+    """Each value of a text column as UTF-8 bytes (None for NULL)."""
+    if isinstance(values, TextColumn):
+        buf = values.buf
+        return [None if size < 0 else bytes(buf[start:start + size])
+                for start, size in zip(values.start.tolist(), values.size.tolist(), strict=True)]
+    if isinstance(values, CodedList):
+        distinct = _plain_texts(values.values)
+        return [distinct[code] for code in values.codes.tolist()]
+    texts: list[bytes | None] = []
+    for value in values:
+        if value is not None and not isinstance(value, str):
+            raise TypeError("text columns hold str (or None)")
+        texts.append(None if value is None else value.encode())
+    return texts
+
+
+def _plain_field(data: bytes | None) -> bytes:
+    return struct.pack(">i", -1) if data is None else struct.pack(">i", len(data)) + data

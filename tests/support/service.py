@@ -12,6 +12,9 @@ from pathlib import Path
 from ioc.embedded.process import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+# IOC_* variables of the test run that every service it starts takes on (all others are
+# dropped): `make test` runs an ingest module again with IOC_ACCELERATE=false.
+PASSED_ON = ("IOC_ACCELERATE",)
 
 
 def http(method: str, url: str, body: bytes | None = None, key: str | None = None,
@@ -58,12 +61,17 @@ class ServiceProcess:
             return False
         return status == 200
 
+    def child_env(self) -> dict[str, str]:
+        """This process's environment without its IOC_* settings (but those PASSED_ON), and
+        the service's own."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_") or k in PASSED_ON}
+        return {**env, **self.env}
+
     def start(self, timeout: float = 60) -> ServiceProcess:
         self.runs += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
         self._proc = ServerProcess(
             "ioc", [sys.executable, "-m", "ioc.cli", "run"], self.tmp / f"ioc-{self.runs}.log",
-            env={**env, **self.env},
+            env=self.child_env(),
         )
         self._proc.start(self.ready, timeout=timeout)
         return self

@@ -28,7 +28,7 @@ RANK = {
     "ingest": 3, "alerts": 3, "simulator": 3,
     "storage": 2,
     "rules": 1,
-    "model": 0, "coded": 0, "durations": 0, "tasks": 0, "metrics": 0, "devices": 0,
+    "model": 0, "fast": 0, "durations": 0, "tasks": 0, "metrics": 0, "devices": 0,
     "settings": 0, "logs": 0, "mqtt_client": 0, "embedded": 0,
 }
 # A string constant (also a piece of an f-string) that starts an SQL statement.

@@ -12,6 +12,7 @@ import pytest
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres
+from ioc.settings import Settings
 from tests.conftest import new_database
 from tests.integration.ingest.conftest import event_ids, wait_for_count
 from tests.support.payloads import as_kafka, as_mqtt, water_levels
@@ -53,6 +54,8 @@ def test_mqtt_n_events_n_rows(pg_server, mqtt_broker: EmbeddedMosquitto, service
     mqtt_publish(mqtt_broker.url, as_mqtt(items))
     assert_exactly(wait_for_count(dsn, "mqttn", len(items)), items)
     assert svc.running()
+    # `make test` runs this module again with IOC_ACCELERATE=false: the service took it.
+    assert ("IOC_ACCELERATE=false" in svc.log()) is not Settings(_env_file=None).accelerate
 
 
 def test_kafka_n_events_n_rows(pg_server, kafka: EmbeddedKafka, service_factory) -> None:

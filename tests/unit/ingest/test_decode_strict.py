@@ -4,7 +4,8 @@ A differential property pits each path of decode() against the strict reference
 (``strict_reference.py``: stdlib json, Decimal, jsonb's limits): the message decoded alone, in
 a batch of valid messages that would go column-wise (so that the column-wise scan is tried
 and falls back), message by message (the screen, then msgspec's typed decode), forced
-through the slow path, and column-wise alone when the scan takes it. Payloads are events with
+through the slow path, column-wise alone when the scan takes it, and alone and in the batch
+with the accelerators off (the plain screen, no column-wise path). Payloads are events with
 hostile parts: NaN/Infinity literals, invalid UTF-8, huge and edge-of-range numbers, ts
 offsets without a colon, -0, ``\\u0000`` and lone surrogates, repeated keys, deep nesting.
 Then one example per class of the contract.
@@ -38,6 +39,7 @@ from ioc.ingest.decode import (
     decode,
     decode_uniform,
 )
+from tests.unit.fast import accelerated
 from tests.unit.ingest.strict_reference import expect
 
 ICT = timezone(timedelta(hours=7))
@@ -282,6 +284,9 @@ def every_path(payload: bytes, transport: str = "http", limits: DecodeLimits = L
     column_wise = decode_uniform([[m]], limits, NOW_US)
     if column_wise is not None:
         assert outcome(DecodeResult(column_wise, [], np.zeros(1, np.int32), {})) == want
+    with accelerated(False):
+        assert outcome(decode([m], limits, NOW_US)) == want, payload[:300]
+        assert outcome(decode([*goods[:2], m, *goods[2:]], limits, NOW_US), 2) == want
     return want
 
 

@@ -1,5 +1,6 @@
-"""The binary COPY encoder, byte for byte against a plain row-by-row one (the database round
-trip is in tests/integration/storage/test_copy_binary.py)."""
+"""The binary COPY encoder, byte for byte against a plain row-by-row one, with the accelerators
+on (the compiled row writer) and off (the encoder's own struct reference). The database round
+trip is in tests/integration/storage/test_copy_binary.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ioc.model import EventBatch
 from ioc.storage.copy_binary import encode_events
 from ioc.storage.pool import PG_EPOCH_US
 from tests.support.events import make_batch
+from tests.unit.fast import accelerated
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 MIN_TS, MAX_TS = -210_000_000_000_000_000, 9_000_000_000_000_000_000  # in PostgreSQL's range
@@ -66,39 +68,52 @@ EDGE = batch([
 ])
 
 
-@pytest.mark.parametrize("ordinal", [False, True])
-def test_edge_cases_match_the_reference(ordinal: bool) -> None:
-    assert bytes(encode_events(EDGE, ordinal=ordinal)) == reference(EDGE, ordinal=ordinal)
+ACCELERATE = pytest.mark.parametrize("accelerate", [True, False], ids=["compiled", "plain"])
 
 
+def encoded(events: EventBatch, accelerate: bool, *, ordinal: bool = False) -> bytes:
+    with accelerated(accelerate):
+        return bytes(encode_events(events, ordinal=ordinal))
+
+
+@ACCELERATE
 @pytest.mark.parametrize("ordinal", [False, True])
-def test_realistic_batch_matches_the_reference(ordinal: bool) -> None:
+def test_edge_cases_match_the_reference(ordinal: bool, accelerate: bool) -> None:
+    assert encoded(EDGE, accelerate, ordinal=ordinal) == reference(EDGE, ordinal=ordinal)
+
+
+@ACCELERATE
+@pytest.mark.parametrize("ordinal", [False, True])
+def test_realistic_batch_matches_the_reference(ordinal: bool, accelerate: bool) -> None:
     events = make_batch(2000, seed=4)
-    assert bytes(encode_events(events, ordinal=ordinal)) == reference(events, ordinal=ordinal)
+    assert encoded(events, accelerate, ordinal=ordinal) == reference(events, ordinal=ordinal)
 
 
-def test_columns_of_nulls_and_empty_batches() -> None:
+@ACCELERATE
+def test_columns_of_nulls_and_empty_batches(accelerate: bool) -> None:
     nulls = batch([("d", "e", "k", 1, 2.0, None, None)] * 20)
-    assert bytes(encode_events(nulls)) == reference(nulls)
-    assert bytes(encode_events(EventBatch())) == SIGNATURE + b"\xff\xff"
-    assert bytes(encode_events(EventBatch(), ordinal=True)) == SIGNATURE + b"\xff\xff"
+    assert encoded(nulls, accelerate) == reference(nulls)
+    assert encoded(EventBatch(), accelerate) == SIGNATURE + b"\xff\xff"
+    assert encoded(EventBatch(), accelerate, ordinal=True) == SIGNATURE + b"\xff\xff"
 
 
-def test_large_batch() -> None:
+@ACCELERATE
+def test_large_batch(accelerate: bool) -> None:
     """Past 32768 rows the msgpack list (a marker after each value) needs its 5-byte header."""
     events = make_batch(40_000, seed=5)
     events.attrs = [f'{{"n": {i}}}' if i % 3 else None for i in range(40_000)]
     events.unit = [None if i % 7 == 0 else 'a "' for i in range(40_000)]
-    assert bytes(encode_events(events, ordinal=True)) == reference(events, ordinal=True)
+    assert encoded(events, accelerate, ordinal=True) == reference(events, ordinal=True)
 
 
+@ACCELERATE
 @pytest.mark.parametrize("column", ["device_id", "unit", "attrs"])
 @pytest.mark.parametrize("value", [1234, 5, 1.5, True, b"bytes", [1]])
-def test_text_columns_hold_only_text(column: str, value: object) -> None:
+def test_text_columns_hold_only_text(column: str, value: object, accelerate: bool) -> None:
     events = batch([("d", "e", "k", 1, 2.0, None, None)] * 3)
     getattr(events, column)[1] = value
     with pytest.raises(TypeError):
-        encode_events(events)
+        encoded(events, accelerate)
 
 
 text = st.text(max_size=40) | st.sampled_from(ODD_TEXT[:12])
@@ -106,8 +121,9 @@ rows = st.tuples(text, text, text, st.integers(MIN_TS, MAX_TS), st.floats(),
                  st.none() | text, st.none() | text)
 
 
+@ACCELERATE
 @settings(max_examples=150, deadline=None)
 @given(st.lists(rows, max_size=30), st.booleans())
-def test_any_batch_matches_the_reference(rows: list[tuple], ordinal: bool) -> None:
+def test_any_batch_matches_the_reference(accelerate: bool, rows: list[tuple], ordinal: bool) -> None:
     events = batch(rows)
-    assert bytes(encode_events(events, ordinal=ordinal)) == reference(events, ordinal=ordinal)
+    assert encoded(events, accelerate, ordinal=ordinal) == reference(events, ordinal=ordinal)

@@ -1,4 +1,4 @@
-"""Compiled scan of single-event JSON messages into columns: the decoder's fast path.
+"""Compiled scan of single-event JSON messages into columns: the decoder's column-wise path.
 
 Nearly all traffic is one event per message in the single-reading form. Decoding each into
 Python objects (a struct, six strings, a float) and checking them cost more CPU than anything
@@ -11,11 +11,15 @@ The scan accepts only what it can judge exactly and answers "no" to any doubt: a
 an id, kind, unit or key, a number outside the exact fast path of decimal conversion, a ts
 outside the strict RFC 3339 layout, a repeated field, ``values``/``units``, in attrs a
 ``\\u0000`` or surrogate escape, an exponent, or more digits than PostgreSQL's numeric holds.
-The caller then decodes the group message by message, which gives the reasons. Within what it
-accepts, the columns equal the reference decoder's (a hypothesis property checks it).
+The caller then decodes the group message by message -- the reference, which gives the
+reasons and is all that runs with the accelerators off (``IOC_ACCELERATE=false``). Within
+what the scan accepts, the columns equal the reference's (hypothesis properties check it).
 
-:func:`screen` serves the message-by-message path: one pass over a group's messages marking
-those msgspec's typed decode may be trusted with (see its comment block).
+Two helpers serve the message-by-message path, each beside a plain reference in
+``ioc/ingest/decode.py`` that runs instead with the accelerators off: :func:`screen`, one pass
+over a group's messages marking those msgspec's typed decode may be trusted with (see its
+comment block; its reference ``_plain_screen`` is more cautious wherever msgspec is lenient),
+and :func:`nesting`, how deep a text's brackets nest (``_plain_nesting``, exact).
 """
 
 from __future__ import annotations
