@@ -49,11 +49,19 @@ async def event_ids(dsn: str, prefix: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def wait_for_count(dsn: str, prefix: str, n: int, timeout: float = 90) -> list[str]:
-    """Poll until ``n`` events with the prefix are stored (or time runs out); returns the ids."""
+def wait_rows(dsn: str, sql: str, n: int, timeout: float = 30, *args: object,
+              poll_s: float = 0.05) -> list[asyncpg.Record]:
+    """Poll ``sql`` until it returns ``n`` rows or more (or time runs out); returns the rows."""
     deadline = time.monotonic() + timeout
     while True:
-        ids = asyncio.run(event_ids(dsn, prefix))
-        if len(ids) >= n or time.monotonic() > deadline:
-            return ids
-        time.sleep(0.5)
+        rows = asyncio.run(query(dsn, sql, *args))
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(poll_s)
+
+
+def wait_for_count(dsn: str, prefix: str, n: int, timeout: float = 90) -> list[str]:
+    """Poll until ``n`` events with the prefix are stored (or time runs out); returns the ids."""
+    rows = wait_rows(dsn, "SELECT event_id FROM events WHERE event_id LIKE $1", n, timeout,
+                     prefix + "-%", poll_s=0.5)
+    return [r[0] for r in rows]

@@ -18,7 +18,7 @@ import pytest
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from tests.conftest import new_database
-from tests.integration.ingest.conftest import query, wait_for_count
+from tests.integration.ingest.conftest import query, wait_for_count, wait_rows
 from tests.support.payloads import as_kafka, as_mqtt, water_levels
 from tests.support.publish import kafka_create_topic, kafka_produce, mqtt_publish
 from tests.support.service import http
@@ -28,15 +28,6 @@ POISON_DEVICE = "poison-vt-wl-000"
 
 def poison_item() -> tuple[str, str, bytes]:
     return water_levels(1, "poison", devices=1)[0]
-
-
-def wait_rows(dsn: str, sql: str, n: int, timeout: float = 30) -> list[asyncpg.Record]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = asyncio.run(query(dsn, sql))
-        if len(rows) >= n or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
 
 
 def test_http_poison_is_quarantined_and_readyz_names_the_writer(pg_server,
