@@ -49,6 +49,8 @@ _MIN_MS = -62_135_596_800_000  # 0001-01-01, as decode's epoch-ms bounds
 _MAX_MS = 253_402_300_799_999
 _PLAIN = np.ones(256, np.bool_)  # bytes a string holds as they are: ASCII but " \\ and controls
 _PLAIN[:0x20] = _PLAIN[0x22] = _PLAIN[0x5C] = _PLAIN[0x80:] = False
+_ESCAPED = np.zeros(256, np.bool_)  # what may follow a backslash, \u aside: " \ / b f n r t
+_ESCAPED[list(b'"\\/bfnrt')] = True
 _HEX = np.full(256, -1, np.int64)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
@@ -121,8 +123,7 @@ def _string(buf, p, end, escapes):
                 if code == 0 or 0xD800 <= code <= 0xDFFF:
                     return -1
                 p += 6
-            elif (e == 0x22 or e == 0x5C or e == 0x2F or e == 0x62 or e == 0x66 or e == 0x6E
-                  or e == 0x72 or e == 0x74):
+            elif _ESCAPED[e]:
                 p += 2
             else:
                 return -1
@@ -634,15 +635,12 @@ def _clean_string(buf, p, end):
                     p += 12
                 else:
                     p += 6
-            elif (e == 0x22 or e == 0x5C or e == 0x2F or e == 0x62 or e == 0x66 or e == 0x6E
-                  or e == 0x72 or e == 0x74):
-                p += 2
             else:
-                return -1
+                p = p + 2 if _ESCAPED[e] else -1
         else:
             p = _utf8_tail(buf, p, end)
-            if p < 0:
-                return -1
+        if p < 0:  # a bad escape or bad UTF-8
+            return -1
     return -1
 
 
