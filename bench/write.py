@@ -3,7 +3,7 @@
     .venv/bin/python bench/write.py [--events 1000000] [--batch 5000] [--timescaledb]
 
 Prints a table and writes bench/results/write[-timescaledb].json. The server is a throwaway
-cluster with fsync off (as in DESIGN.md's measurements); the three figures share it.
+cluster with fsync off (as in the project's other measurements); the three figures share it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The alert as the API, the live feed and notifications show it (DESIGN.md "HTTP API").
+"""The alert as the API, the live feed and notifications show it (docs/contract/http-api.md).
 
 Rows may come from the writer's connections (timestamptz as int microseconds, see
 ``storage/pool.py``) or the API's (datetime), so conversion accepts both.

@@ -1,4 +1,4 @@
-"""Plain data (YAML/JSON shape of DESIGN.md) ⇄ typed rules, with every problem collected.
+"""Plain data (the YAML/JSON shape of docs/contract/rules.md) ⇄ typed rules, with every problem collected.
 
 The same validation serves the rule file (where the loader adds line
 numbers) and the HTTP API (no lines), so operators see identical messages
@@ -232,7 +232,7 @@ def _where(c: _Checker, v: object) -> Where:
 
 
 def _check_combination(c: _Checker, m: Mapping[str, Any]) -> None:
-    """Which rule types and options may go together (see DESIGN.md "Rules")."""
+    """Which rule types and options may go together (see docs/contract/rules.md)."""
     types = [k for k in ("when", "rate", "absent") if k in m]
     if not types:
         if "count" in m:

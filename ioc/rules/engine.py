@@ -1,6 +1,6 @@
 """The vectorized rule engine: micro-batches in, fire/clear transitions out.
 
-Event-time semantics (DESIGN.md "Rules"; the reference evaluator in
+Event-time semantics (docs/contract/rules.md; the reference evaluator in
 ``reference.py`` implements the same rules one event at a time):
 
 * **Arrival order is the order of record.** Events are considered in the

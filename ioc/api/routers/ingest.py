@@ -1,4 +1,4 @@
-"""POST /api/v1/ingest: any payload form of DESIGN.md, answered only after commit."""
+"""POST /api/v1/ingest: any payload form of docs/contract/input.md, answered after commit."""
 
 from __future__ import annotations
 
