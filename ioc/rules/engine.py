@@ -1,45 +1,53 @@
-"""The vectorized rule engine: micro-batches in, fire/clear transitions out.
+"""The vectorized rule engine: micro-batches in, fire/clear transitions and corrections out.
 
 Event-time semantics (docs/contract/rules.md; the reference evaluator in
 ``reference.py`` implements the same rules one event at a time):
 
-* **Arrival order is the order of record.** Events are considered in the
-  order they arrive (batch order, batches in order); ties on ts keep that order.
-* **Lateness.** Per device the engine keeps ``latest``, the greatest ts of any
-  event that arrived before (any kind). An event with
-  ``ts < latest - max_lateness`` is ignored by every rule.
-* **Consumption (how in-lateness out-of-order events are handled).** Each rule
-  kind is a stream per device with a clock: the greatest ts of the stream's
-  earlier non-late events (kind-less rules use all kinds, i.e. ``latest``). A
-  rule consumes an event only if ``ts >= clock`` (``ts > clock`` for ``rate``,
-  where equal timestamps have no defined rate); an event that arrives after a
-  later one of its stream is skipped, never re-ordered. Thus the events a rule
-  consumes are ts-sorted per device, and whether an event is consumed depends
-  only on what arrived before it — so **batch boundaries never change the
-  outcome**: any cut of the same arrival sequence gives the same transitions.
-  Lateness still matters across kinds: a device's rainfall reading may lag its
-  water-level reading by up to ``max_lateness`` and still count.
-  (Buffering to re-order would delay every alert by ``max_lateness``.)
+* **Event time is the order of record.** Per device, rules see the device's
+  events in ``(ts, kind, value)`` order, whatever order and batches they
+  arrived in. So for any arrival order and any batch cuts of the same events
+  (within lateness), the alerts are those of evaluating each device's events
+  sorted — which is what the reference evaluator and a backtest do.
+* **In-order events cost nothing extra.** A batch is sorted per device; a
+  device whose events in it all come after what its rules already consumed
+  (``ts`` greater than the clock of each stream they belong to) is evaluated
+  at once from its committed state, as a stream.
+* **Late events replay their device.** A device with an event at or before a
+  stream clock is re-evaluated from its newest checkpoint at or before that
+  event (``checkpoints.py``), over the events it consumed since
+  (``history.py``) plus the batch's: once with the events known before (what
+  was emitted then) and once with all of them. The difference of the two is a
+  list of :class:`~ioc.rules.corrections.Correction` (raise a missed episode,
+  amend started/resolved/number of fires, withdraw one that did not happen)
+  and the replay's final state replaces the device's. ``auto_resolve: false``
+  rules, whose alerts an operator closes, get the missed fires as transitions.
+* **Lateness.** An event older than its device's horizon (the oldest
+  checkpoint kept, between ``max_lateness`` and ``1.5 × max_lateness`` behind
+  the device's newest event) is ignored by every rule; every event within
+  ``max_lateness`` of the newest counts.
+* **Streams.** Each rule kind is a stream per device; kind-less rules read
+  all kinds. ``rate`` reads only strictly increasing ts (equal timestamps
+  have no defined rate: the first in order counts).
 * **Matching.** An event matches when ``when`` holds (``rate``: the rate,
-  ``(v - v_prev) / (t - t_prev) * per`` against the previous consumed reading
-  of the device, holds). ``clear`` defaults to "does not match"; an event for
-  which an explicit ``clear`` holds never matches, so an overlapping clear
-  cannot flap.
+  ``(v - v_prev) / (t - t_prev) * per`` against the previous reading of the
+  device, holds). ``clear`` defaults to "does not match"; an event for which an
+  explicit ``clear`` holds never matches, so an overlapping clear cannot flap.
 * **Firing.** Without ``for``, a matching event fires (if not firing). With
   ``for: D`` it fires at the first event whose ts is >= D after the first
   event of its unbroken run of matching events. ``count`` fires at a matching
-  event when >= N matching consumed events lie in (t - within, t]. A firing
-  rule clears at the first later event where ``clear`` holds; with
-  ``auto_resolve: false`` no clear transition is emitted (the open alert waits
-  for an operator) but the rule re-arms, so a new episode fires again.
+  event when >= N matching events lie in (t - within, t]. A firing rule clears
+  at the first later event where ``clear`` holds; with ``auto_resolve: false``
+  no clear transition is emitted (the open alert waits for an operator) but the
+  rule re-arms, so a new episode fires again.
 * **Absence.** ``check_absent(now)`` fires for a device whose stream clock is
   known and ``<= now - for`` (devices never heard from are not checked), once
   per silence, with ``ts = clock + for`` and value NaN. The device's next
-  consumed event clears it. A silence seen only in event time (a gap >= for
-  between two consumed readings, e.g. during a backlog) fires at
-  ``prev + for`` and clears at the reading that ends it.
+  event clears it. A silence seen in event time (a gap >= for between two
+  readings, e.g. a backlog or a late upload) fires at ``prev + for`` and clears
+  at the reading that ends it; a late reading that fills a gap amends or
+  withdraws that alert.
 * ``started_at`` is the ts of the firing event, ``resolved_at`` that of the
-  clearing event; transitions are ordered by event, then rule order.
+  clearing event; transitions are ordered by device, event time, then rule order.
 
 Transactions: :meth:`RuleEngine.evaluate` and :meth:`RuleEngine.check_absent`
 are pure; :meth:`RuleEngine.commit` applies an evaluation after its rows are
@@ -47,73 +55,50 @@ stored. Evaluate → store → commit must not interleave with another call on
 the engine; ``commit`` refuses a stale evaluation.
 
 Persistence (formats in ``state.py``): ``Evaluation.state_rows()`` gives the
-``rule_state`` rows whose state changed (firing, pending ``for`` run, rate
-previous reading, count window); ``Evaluation.clock_rows()`` gives the
-per-device clocks that changed. Both must be stored with the batch; restore
-with :meth:`RuleEngine.load_state` and :meth:`RuleEngine.load_clocks`.
+``rule_state`` rows whose state changed; ``Evaluation.clock_rows()`` the
+per-device clocks that changed; ``Evaluation.checkpoint_changes()`` the
+checkpoint entries dropped and taken, and the horizons moved. All must be
+stored with the batch; restore with :meth:`RuleEngine.load_state`,
+:meth:`RuleEngine.load_clocks`, :meth:`RuleEngine.load_checkpoints` and
+:meth:`RuleEngine.load_recent`.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import numpy as np
 
-from ioc.model import CodedList
 from ioc.rules import kernels
+from ioc.rules.checkpoints import CheckpointPlan, Checkpoints
 from ioc.rules.codec import rule_fingerprint
+from ioc.rules.corrections import Correction, diff, episodes
+from ioc.rules.history import Events, RecentEvents
 from ioc.rules.kernels import Outcome, Stream, condition_mask
+from ioc.rules.kinds import KindCodes
 from ioc.rules.messages import render, renderer
 from ioc.rules.model import DeviceMeta, Rule
 from ioc.rules.registry import DeviceRegistry, scope_masks
-from ioc.rules.segments import (
-    NONE,
-    segment_ends,
-    segment_starts,
-    segmented_cummax,
-    shift_in_segment,
-)
+from ioc.rules.segments import NONE, segment_ends, segment_starts, shift_in_segment
 from ioc.rules.state import Clocks, ClockUpdate, RuleState, StateUpdate
+from ioc.rules.transitions import Transition
 
 FIRE, CLEAR = 0, 1
 _ACTIONS = ("fire", "clear")
+__all__ = ["Evaluation", "RuleBatch", "RuleEngine", "StaleEvaluationError", "Transition"]
 
 
-def _group_by_slot(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(perm, slots[perm])`` for the stable sort of ``slots`` (non-negative ints).
-
-    Sorting the unique keys ``slot * n + i`` and splitting them again is several
-    times faster than a stable argsort; it falls back to that if keys could overflow.
-    """
-    n = len(slots)
-    if n and int(slots.max()) < (2**62) // n:
-        keys = slots * n + np.arange(n)
-        keys.sort()
-        s_slot, perm = np.divmod(keys, n)
-        return perm, s_slot
-    perm = np.argsort(slots, kind="stable")
-    return perm, slots[perm]
-
-
-def _kind_codes(kinds: Sequence[str] | np.ndarray, wanted: list[str]) -> np.ndarray:
-    """Position in ``wanted`` of each event's kind, -1 for any other kind.
-
-    A list (what the service hands over) goes through one C-level dict lookup per event,
-    several times cheaper than converting it to a numpy text array; numpy text is compared
-    as such.
-    """
-    if isinstance(kinds, CodedList):
-        return _kind_codes(kinds.values, wanted)[kinds.codes]
-    if isinstance(kinds, np.ndarray):
-        codes = np.full(len(kinds), -1, dtype=np.int64)
-        for i, kind in enumerate(wanted):
-            codes[kinds == kind] = i
-        return codes
-    position = {kind: i for i, kind in enumerate(wanted)}
-    return np.fromiter(map(position.get, kinds, repeat(-1)), dtype=np.int64, count=len(kinds))
+def _merge_clocks(parts: list[ClockUpdate]) -> ClockUpdate | None:
+    """One clock update from updates of disjoint slots."""
+    parts = [p for p in parts if len(p.slots)]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return ClockUpdate(np.concatenate([p.slots for p in parts]),
+                       np.concatenate([p.latest for p in parts]),
+                       {k: np.concatenate([p.kinds[k] for p in parts]) for k in parts[0].kinds})
 
 
 class StaleEvaluationError(RuntimeError):
@@ -151,29 +136,9 @@ class RuleBatch:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A rule started (``fire``) or stopped (``clear``) holding for a device.
-
-    ``event_index`` is the position in the batch of the event that caused
-    it (None for the absence timer); ``value`` is the reading — the rate for
-    ``rate`` rules, NaN for absence fires.
-    """
-
-    rule_id: str
-    device_id: str
-    action: str
-    ts_us: int
-    value: float
-    severity: str
-    message: str
-    kind: str
-    event_index: int | None
-
-
 @dataclass(slots=True)
 class Evaluation:
-    """The result of evaluating a batch: transitions now, state changes on commit."""
+    """The result of evaluating a batch: transitions and corrections now, state on commit."""
 
     transitions: list[Transition]
     _generation: int
@@ -181,8 +146,12 @@ class Evaluation:
     _states: list[RuleState]
     _registry: DeviceRegistry
     _clocks: Clocks
+    corrections: list[Correction] = field(default_factory=list)
     _state_updates: list[StateUpdate] = field(default_factory=list)
     _clock_update: ClockUpdate | None = None
+    _consumed: Events | None = None
+    _plan: CheckpointPlan | None = None
+    _plan_clocks: ClockUpdate | None = None
 
     def state_rows(self) -> list[tuple[str, str, str]]:
         """``(rule_id, device_id, state_json)`` for every (rule, device) whose state changed."""
@@ -200,6 +169,42 @@ class Evaluation:
             return []
         return self._clocks.rows(upd, self._registry.device_ids(upd.slots, self._new_devices))
 
+    def checkpoint_changes(self) -> CheckpointChanges:
+        """Checkpoint entries to drop and to take (copies of the committed state), horizons."""
+        plan = self._plan
+        if plan is None:
+            return CheckpointChanges([], [], [])
+        ids = np.asarray(self._registry.device_ids(plan.slots, self._new_devices), dtype=object)
+        f_entry, f_pos = plan.freed
+        dropped = list(zip(ids[f_pos].tolist(), f_entry.tolist(), strict=True))
+        a_entry, a_pos = plan.added
+        taken = []
+        if len(a_pos):
+            assert self._plan_clocks is not None
+            sub = ClockUpdate(self._plan_clocks.slots[a_pos], self._plan_clocks.latest[a_pos],
+                              {k: v[a_pos] for k, v in self._plan_clocks.kinds.items()})
+            clocks = dict(self._clocks.rows(sub, ids[a_pos].tolist()))
+            taken = [(d, e, int(plan.at[e, p]), clocks[d])
+                     for d, e, p in zip(ids[a_pos].tolist(), a_entry.tolist(), a_pos.tolist(),
+                                        strict=True)]
+        moved = np.flatnonzero(plan.horizon != plan.old_horizon)
+        horizons = list(zip(ids[moved].tolist(), plan.horizon[moved].tolist(), strict=True))
+        return CheckpointChanges(dropped, taken, horizons)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointChanges:
+    """What to persist about checkpoints with a batch (see ``checkpoints.py``).
+
+    ``dropped``: ``(device_id, entry)`` whose rows go; ``taken``: ``(device_id, entry, at_us,
+    clock_json)`` whose rule rows are copies of the device's committed ``rule_state`` rows;
+    ``horizons``: ``(device_id, horizon_us)``.
+    """
+
+    dropped: list[tuple[str, int]]
+    taken: list[tuple[str, int, int, str]]
+    horizons: list[tuple[str, int]]
+
 
 class RuleEngine:
     """Evaluates rules over micro-batches, keeping per-(rule, device) state in numpy arrays."""
@@ -211,11 +216,16 @@ class RuleEngine:
         self._lateness_us = round(max_lateness_s * 1e6)
         self._registry = DeviceRegistry()
         self._capacity = 1024
-        self._mark = np.zeros(self._capacity, dtype=np.bool_)  # scratch: devices with a match
+        self._mark = np.zeros(self._capacity, dtype=np.bool_)  # scratch: a set of slots
+        self._since = np.zeros(self._capacity, dtype=np.int64)  # scratch: a ts per slot
         self._clocks = Clocks(self._capacity)
+        self._checkpoints = Checkpoints(self._capacity)
+        self._recent = RecentEvents()
+        self._kinds = KindCodes()
         self._states: list[RuleState] = []
         self._scopes: list[np.ndarray | None] = []
         self._stream_kinds: list[str | None] = []
+        self._wanted: list[str] = []
         self._rules: tuple[Rule, ...] = ()
         self._generation = 0
         self._registry.add(devices)
@@ -230,6 +240,11 @@ class RuleEngine:
     @property
     def devices(self) -> list[DeviceMeta]:
         return list(self._registry.metas)
+
+    @property
+    def recent_events(self) -> int:
+        """How many consumed events are kept for replays."""
+        return len(self._recent)
 
     # -- configuration -------------------------------------------------------------
 
@@ -261,6 +276,7 @@ class RuleEngine:
         self._states = states
         self._clocks.use_kinds({rs.rule.kind for rs in states if rs.rule.kind is not None})
         self._stream_kinds = list(dict.fromkeys(rs.rule.kind for rs in states))
+        self._wanted = [k for k in self._stream_kinds if k is not None]
         self._scopes = [
             None if rs.rule.where.is_empty() else np.zeros(self._capacity, dtype=np.bool_)
             for rs in states
@@ -283,7 +299,9 @@ class RuleEngine:
         cap = max(needed, self._capacity * 2)
         self._capacity = cap
         self._mark = np.zeros(cap, dtype=np.bool_)
+        self._since = np.zeros(cap, dtype=np.int64)
         self._clocks.grow(cap)
+        self._checkpoints.grow(cap)
         for rs in self._states:
             rs.grow(cap)
         for i, scope in enumerate(self._scopes):
@@ -304,8 +322,24 @@ class RuleEngine:
 
     # -- evaluation ----------------------------------------------------------------
 
+    def _event_order(self, slots: np.ndarray, ts: np.ndarray, codes: np.ndarray,
+                     value: np.ndarray) -> np.ndarray:
+        """Positions sorting events by (slot, ts, kind name, value): event-time order per device.
+
+        One sort of a combined int64 key when (slot, ts) pairs are distinct and the key
+        fits; ties on (slot, ts) are rare and take the full four-key sort.
+        """
+        lo, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+        if (int(slots.max()) + 1) * span < 2**62:
+            key = slots * span + (ts - lo)
+            perm = np.argsort(key)
+            sk = key[perm]
+            if not (sk[1:] == sk[:-1]).any():
+                return perm
+        return np.lexsort((value, self._kinds.rank()[codes], ts, slots))
+
     def evaluate(self, batch: RuleBatch) -> Evaluation:
-        """Transitions caused by ``batch`` and the state changes to commit; changes nothing."""
+        """Transitions and corrections caused by ``batch`` and the state to commit; pure."""
         slots, new_ids = self._registry.intern(batch.device_id)
         n0 = len(self._registry)
         ev = self._new_evaluation(new_ids)
@@ -316,55 +350,239 @@ class RuleEngine:
             # defaults; only their scope needs filling, which is invisible until commit.
             self._ensure_capacity(n0 + len(new_ids))
             self._write_scopes(np.arange(n0, n0 + len(new_ids)), [DeviceMeta(d) for d in new_ids])
-        perm, s_slot = _group_by_slot(slots)
-        s_ts = batch.ts[perm]
-        starts = segment_starts(s_slot)
-        ends = segment_ends(starts)
-        latest = np.maximum(segmented_cummax(s_ts, starts), self._clocks.latest[s_slot])
-        fresh = s_ts >= latest - self._lateness_us
+        codes = self._kinds.codes(batch.kind)
+        perm = self._event_order(slots, batch.ts, codes, batch.value)
+        s_slot, s_ts, s_code = slots[perm], batch.ts[perm], codes[perm]
+        stream = self._kinds.positions(self._wanted)[s_code] if self._wanted else (
+            np.full(len(perm), -1, dtype=np.int64))
+        fresh = s_ts >= self._checkpoints.horizon[s_slot]
+        used = fresh if None in self._stream_kinds else fresh & (stream >= 0)
+        late = used & self._late(s_slot, s_ts, stream)
+        clock_parts = []
+        if late.any():
+            replayed = np.unique(s_slot[late])
+            self._mark[replayed] = True
+            in_replay = self._mark[s_slot]
+            self._mark[replayed] = False
+            keep = np.flatnonzero(~in_replay)
+            clock_parts.append(self._evaluate_sorted(
+                ev, perm[keep], s_slot[keep], s_ts[keep], stream[keep], fresh[keep],
+                batch.value, batch.kind))
+            r = np.flatnonzero(in_replay & used)
+            clock_parts.append(self._replay(
+                ev, replayed, Events(s_slot[r], s_ts[r], s_code[r], batch.value[perm[r]]),
+                perm[r]))
+        else:
+            clock_parts.append(self._evaluate_sorted(
+                ev, perm, s_slot, s_ts, stream, fresh, batch.value, batch.kind))
+        ev._clock_update = _merge_clocks(clock_parts)
+        u = np.flatnonzero(used)
+        if len(u):
+            ev._consumed = Events(s_slot[u], s_ts[u], s_code[u], batch.value[perm[u]])
+            first = segment_starts(ev._consumed.slot)
+            devices = ev._consumed.slot[first]
+            ev._plan_clocks = self._post_clocks(devices, ev._clock_update)
+            ev._plan = self._checkpoints.plan(devices, ev._consumed.ts[first],
+                                              ev._plan_clocks.latest, self._lateness_us)
+        return ev
+
+    def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
+        """Events at or before the clock of a stream they belong to (they need a replay)."""
+        late = np.zeros(len(s_ts), dtype=np.bool_)
+        if None in self._stream_kinds:
+            late |= s_ts <= self._clocks.latest[s_slot]
+        for i, kind in enumerate(self._wanted):
+            sel = np.flatnonzero(stream == i)
+            if len(sel):
+                late[sel] |= s_ts[sel] <= self._clocks.kinds[kind][s_slot[sel]]
+        return late
+
+    def _post_clocks(self, slots: np.ndarray, upd: ClockUpdate | None) -> ClockUpdate:
+        """The clocks of ``slots`` (sorted, unique) once ``upd`` is committed."""
+        latest = self._clocks.latest[slots].copy()
+        kinds = {k: arr[slots].copy() for k, arr in self._clocks.kinds.items()}
+        if upd is not None and len(upd.slots):
+            pos = np.searchsorted(slots, upd.slots)
+            ok = (pos < len(slots)) & (slots[np.minimum(pos, len(slots) - 1)] == upd.slots)
+            latest[pos[ok]] = upd.latest[ok]
+            for k in kinds:
+                kinds[k][pos[ok]] = upd.kinds[k][ok]
+        return ClockUpdate(slots, latest, kinds)
+
+    def _evaluate_sorted(
+        self, ev: Evaluation, perm: np.ndarray, s_slot: np.ndarray, s_ts: np.ndarray,
+        stream: np.ndarray, fresh: np.ndarray, value: np.ndarray, kinds: Sequence[str] | np.ndarray,
+    ) -> ClockUpdate:
+        """Evaluate events in event-time order per device, all later than the stream clocks.
+
+        ``perm`` maps these positions to the batch (``value``, ``kinds``). Appends to
+        ``ev`` the transitions and state changes; returns the clock changes.
+        """
+        if not len(perm):
+            return ClockUpdate(np.empty(0, np.int64), np.empty(0, np.int64),
+                               {k: np.empty(0, np.int64) for k in self._clocks.kinds})
+        ends = segment_ends(segment_starts(s_slot))
         touched = s_slot[ends]
-        changed = latest[ends] != self._clocks.latest[touched]
+        latest = np.maximum(s_ts[ends], self._clocks.latest[touched])
+        changed = latest != self._clocks.latest[touched]
         kind_changes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         streams: dict[tuple, Stream] = {}
-        wanted = [k for k in self._stream_kinds if k is not None]
-        s_kind = _kind_codes(batch.kind, wanted)[perm] if wanted else None
         for kind in self._stream_kinds:
-            sel = fresh if kind is None else fresh & (s_kind == wanted.index(kind))
+            sel = fresh if kind is None else fresh & (stream == self._wanted.index(kind))
             streams[(kind,)], k_slots, k_vals = self._stream(
-                perm, sel, s_slot, s_ts, batch.value, self._clocks.for_kind(kind)
+                perm, sel, s_slot, s_ts, value, self._clocks.for_kind(kind)
             )
             if kind is not None:
                 kind_changes[kind] = (k_slots, k_vals)
                 changed[np.searchsorted(touched, k_slots)] = True
-        if changed.any():
-            rows = touched[changed]
-            kinds = {k: arr[rows] for k, arr in self._clocks.kinds.items()}
-            for k, (k_slots, k_vals) in kind_changes.items():
-                kinds[k][np.searchsorted(rows, k_slots)] = k_vals
-            ev._clock_update = ClockUpdate(rows, latest[ends][changed], kinds)
+        rows = touched[changed]
+        kind_rows = {k: arr[rows] for k, arr in self._clocks.kinds.items()}
+        for k, (k_slots, k_vals) in kind_changes.items():
+            kind_rows[k][np.searchsorted(rows, k_slots)] = k_vals
         parts = [self._evaluate_rule(pos, rs, streams, ev) for pos, rs in enumerate(self._states)]
-        self._collect(ev, [p for p in parts if p is not None], batch)
+        position = np.empty(len(value), dtype=np.int64)  # batch index -> event-time position
+        position[perm] = np.arange(len(perm))
+        self._collect(ev, [p for p in parts if p is not None], kinds, position)
+        return ClockUpdate(rows, latest[changed], kind_rows)
+
+    def _replay(self, ev: Evaluation, slots: np.ndarray, events: Events,
+                index: np.ndarray) -> ClockUpdate:
+        """Re-evaluate the devices ``slots`` from checkpoints with ``events`` (theirs in the
+        batch, in event-time order; ``index``: positions in the batch). Appends corrections
+        (and missed fires of ``auto_resolve: false`` rules) to ``ev`` and full state rows of
+        ``slots``; returns their clocks."""
+        k = len(slots)
+        first = segment_starts(events.slot)
+        entries, since = self._checkpoints.choose(slots, events.ts[first])
+        self._mark[slots] = True
+        self._since[slots] = since
+        known = self._recent.take(self._mark, self._since)
+        self._mark[slots] = False
+        fork = self._replica(slots, entries)
+        before = [rs.arrays["firing"][:k].copy() for rs in fork._states]
+        old = Events(np.searchsorted(slots, known.slot), known.ts, known.kind, known.value)
+        new = Events.concat([old, Events(np.searchsorted(slots, events.slot), events.ts,
+                                         events.kind, events.value)])
+        new_index = np.concatenate([np.full(len(old), -1, dtype=np.int64), index])
+        old_ev = fork._run(old, None)
+        new_ev = fork._run(new, new_index)
+        fork.commit(new_ev)
+        old_t = old_ev.transitions + self._timer_fires(slots, fork)
+        self._corrections(ev, slots, since, before, old_t, new_ev.transitions)
+        for pos, rs in enumerate(fork._states):
+            ev._state_updates.append(StateUpdate(pos, slots, rs.gather(np.arange(k))))
+        return ClockUpdate(slots, fork._clocks.latest[:k].copy(),
+                           {kd: arr[:k].copy() for kd, arr in fork._clocks.kinds.items()})
+
+    def _replica(self, slots: np.ndarray, entries: np.ndarray) -> RuleEngine:
+        """An engine over just ``slots`` (as slots 0..k-1) at the given checkpoint entries."""
+        fork = RuleEngine.__new__(RuleEngine)
+        k = max(1, len(slots))
+        fork._lateness_us = self._lateness_us
+        fork._registry = DeviceRegistry()
+        fork._registry.add(self._registry.metas[s] for s in slots.tolist())
+        fork._capacity = k
+        fork._mark = np.zeros(k, dtype=np.bool_)
+        fork._since = np.zeros(k, dtype=np.int64)
+        fork._clocks = self._clocks.replica(slots, entries)
+        fork._checkpoints = Checkpoints(k)
+        fork._recent = RecentEvents()
+        fork._kinds = self._kinds
+        fork._states = [rs.replica(slots, entries) for rs in self._states]
+        fork._scopes = [None if s is None else s[slots] for s in self._scopes]
+        fork._stream_kinds = self._stream_kinds
+        fork._wanted = self._wanted
+        fork._rules = self._rules
+        fork._generation = 0
+        return fork
+
+    def _run(self, events: Events, index: np.ndarray | None) -> Evaluation:
+        """Evaluate ``events`` (slots of this engine, all after its clocks) in event time;
+        transitions carry ``index[i]`` (None where negative or without ``index``)."""
+        ev = self._new_evaluation([])
+        if not len(events):
+            return ev
+        perm = self._event_order(events.slot, events.ts, events.kind, events.value)
+        s_code = events.kind[perm]
+        stream = self._kinds.positions(self._wanted)[s_code] if self._wanted else (
+            np.full(len(perm), -1, dtype=np.int64))
+        names = np.asarray(self._kinds.names, dtype=object)[events.kind]
+        ev._clock_update = self._evaluate_sorted(
+            ev, perm, events.slot[perm], events.ts[perm], stream,
+            np.ones(len(perm), dtype=np.bool_), events.value, names)
+        ev.transitions = [
+            _with_index(t, None if index is None or t.event_index is None
+                        or index[t.event_index] < 0 else int(index[t.event_index]))
+            for t in ev.transitions
+        ]
         return ev
+
+    def _timer_fires(self, slots: np.ndarray, fork: RuleEngine) -> list[Transition]:
+        """Absence fires of the wall-clock timer for the replayed devices, which the replay of
+        the old events cannot know; where the stream got no later event the replay keeps them
+        firing (nothing changes), otherwise the new events decide whether that silence was
+        real."""
+        out = []
+        k = len(slots)
+        for pos, rs in enumerate(self._states):
+            if rs.rule.absent is None:
+                continue
+            firing = rs.arrays["firing"][slots]
+            if not firing.any():
+                continue
+            clock = self._clocks.for_kind(rs.rule.kind)[slots]
+            unchanged = firing & (fork._clocks.for_kind(rs.rule.kind)[:k] == clock)
+            fork._states[pos].arrays["firing"][:k] |= unchanged
+            fork._states[pos].recount()
+            for_us = round(rs.rule.absent.for_s * 1e6)
+            for i in np.flatnonzero(firing & ~unchanged).tolist():
+                out.append(self._transition(
+                    self._new_evaluation([]), pos, int(slots[i]), "fire", int(clock[i]) + for_us,
+                    float("nan"), "", None))
+        return out
+
+    def _corrections(self, ev: Evaluation, slots: np.ndarray, since: np.ndarray,
+                     before: list[np.ndarray], old: list[Transition],
+                     new: list[Transition]) -> None:
+        """Compare the old and new transitions of each replayed (rule, device)."""
+        pos_of = {rs.rule.id: pos for pos, rs in enumerate(self._states)}
+        compact = {self._registry.ids[s]: i for i, s in enumerate(slots.tolist())}
+        old_by: dict[tuple[str, str], list[Transition]] = defaultdict(list)
+        new_by: dict[tuple[str, str], list[Transition]] = defaultdict(list)
+        for t in old:
+            old_by[(t.rule_id, t.device_id)].append(t)
+        for t in new:
+            new_by[(t.rule_id, t.device_id)].append(t)
+        for key in sorted(old_by.keys() | new_by.keys(), key=lambda k: (compact[k[1]], pos_of[k[0]])):
+            rule_id, device_id = key
+            pos, i = pos_of[rule_id], compact[device_id]
+            o, n = old_by.get(key, []), new_by.get(key, [])
+            if not self._states[pos].rule.auto_resolve:
+                had = {t.ts_us for t in o if t.action == "fire"}
+                ev.transitions += [t for t in n if t.action == "fire" and t.ts_us not in had]
+                continue
+            was_open = bool(before[pos][i])
+            ev.corrections += diff(rule_id, device_id, int(since[i]),
+                                   episodes(o, was_open), episodes(n, was_open))
 
     def _stream(
         self, perm: np.ndarray, sel: np.ndarray, s_slot: np.ndarray, s_ts: np.ndarray,
         value: np.ndarray, clock: np.ndarray,
     ) -> tuple[Stream, np.ndarray, np.ndarray]:
-        """The consumed events of one stream, and its clock changes (slots, new values)."""
+        """The events of one stream, and its clock changes (slots, new values).
+
+        Events are in event-time order per device and later than the stream's clock, so
+        each one's previous event is the one before it, or the clock for the first.
+        """
         p = np.flatnonzero(sel)
         slot, t = s_slot[p], s_ts[p]
         st = segment_starts(slot)
-        cm = segmented_cummax(t, st)
-        stored = clock[slot]
-        prev = np.maximum(shift_in_segment(cm, st, NONE), stored)
-        keep = t >= prev
+        prev = shift_in_segment(t, st, NONE)
+        prev[st] = clock[slot[st]]
         e = segment_ends(st)
-        new = np.maximum(cm[e], stored[e])
-        moved = new != stored[e]
-        idx = perm[p[keep]]
-        kslot = slot[keep]
-        stream = Stream(idx, kslot, t[keep], value[idx], prev[keep], segment_starts(kslot))
-        return stream, slot[e][moved], new[moved]
+        idx = perm[p]
+        stream = Stream(idx, slot, t, value[idx], prev, st)
+        return stream, slot[e], t[e]
 
     def _evaluate_rule(
         self, pos: int, rs: RuleState, streams: dict[tuple, Stream], ev: Evaluation
@@ -437,7 +655,8 @@ class RuleEngine:
         return s, match, clear
 
     def _collect(
-        self, ev: Evaluation, parts: list[tuple[int, Stream, Outcome]], batch: RuleBatch
+        self, ev: Evaluation, parts: list[tuple[int, Stream, Outcome]],
+        kinds: Sequence[str] | np.ndarray, position: np.ndarray,
     ) -> None:
         """Turn kernel outcomes into ordered Transition objects (a loop over transitions only)."""
         cols: list[list[np.ndarray]] = [[], [], [], [], [], []]
@@ -459,7 +678,7 @@ class RuleEngine:
         if not cols[0]:
             return
         index, pos_, action, ts, value, slot = (np.concatenate(c) for c in cols)
-        order = np.lexsort((action, pos_, index))
+        order = np.lexsort((action, pos_, position[index]))
         rows = zip(*(c[order].tolist() for c in (index, pos_, action, ts, value, slot)), strict=True)
         # Per-rule parts (ids, severity, message renderer) are looked up once, not per transition.
         per_rule = {}
@@ -468,7 +687,6 @@ class RuleEngine:
             per_rule[p] = (rule.id, rule.severity, rule.kind, renderer(rule))
         metas, provisional = self._registry.metas, ev._new_devices
         n_known = len(metas)
-        kinds = batch.kind
         append = ev.transitions.append
         for e, p, a, t, v, sl in rows:
             rule_id, severity, rule_kind, render_one = per_rule[p]
@@ -528,6 +746,15 @@ class RuleEngine:
             self._clocks.apply(ev._clock_update)
         for upd in ev._state_updates:
             self._states[upd.rule_pos].apply(upd)
+        if ev._plan is not None:
+            self._checkpoints.apply(ev._plan)
+            entries, pos = ev._plan.added
+            slots = ev._plan.slots[pos]
+            for rs in self._states:
+                rs.snapshot(entries, slots)
+            self._clocks.snapshot(entries, slots)
+        if ev._consumed is not None:
+            self._recent.append(ev._consumed, self._checkpoints.horizon)
         self._generation += 1
 
     # -- persistence ---------------------------------------------------------------
@@ -565,6 +792,52 @@ class RuleEngine:
             self._clocks.load(self._slot(device_id), json.loads(text))
         self._generation += 1
 
+    def load_checkpoints(
+        self, entries: Iterable[tuple[str, int, int, str]],
+        states: Iterable[tuple[str, str, int, str]], horizons: Iterable[tuple[str, int]],
+    ) -> None:
+        """Restore checkpoints: ``(device_id, entry, at_us, clock_json)`` entries, their
+        ``(rule_id, device_id, entry, state_json)`` rule rows, ``(device_id, horizon_us)``.
+
+        Rule rows saved under another definition are left at the default state, like
+        :meth:`load_state` does.
+        """
+        for device_id, entry, at_us, text in entries:
+            slot = self._slot(device_id)
+            self._checkpoints.at[entry, slot] = at_us
+            self._clocks.load(slot, json.loads(text), entry)
+        by_id = {rs.rule.id: rs for rs in self._states}
+        for rule_id, device_id, entry, text in states:
+            d = json.loads(text)
+            rs = by_id.get(rule_id)
+            if rs is not None and d.get("def") == rs.fingerprint:
+                rs.load(self._slot(device_id), d, entry)
+        for device_id, horizon in horizons:
+            self._checkpoints.horizon[self._slot(device_id)] = horizon
+        self._generation += 1
+
+    def load_recent(self, batch: RuleBatch) -> None:
+        """Restore the consumed events kept for replays from stored events (any order):
+        those at or after their device's horizon, of kinds some rule reads."""
+        if not len(batch):
+            return
+        slots = np.array([self._slot(str(d)) for d in batch.device_id], dtype=np.int64)
+        codes = self._kinds.codes(batch.kind)
+        keep = batch.ts >= self._checkpoints.horizon[slots]
+        if None not in self._stream_kinds:
+            keep &= self._kinds.positions(self._wanted)[codes] >= 0
+        k = np.flatnonzero(keep)
+        self._recent.append(Events(slots[k], batch.ts[k], codes[k], batch.value[k]),
+                            self._checkpoints.horizon)
+        self._generation += 1
+
+    def horizon_of(self, device_id: str) -> int | None:
+        """The device's horizon in µs (None: it has none yet, every event counts)."""
+        slot = self._registry.index.get(device_id)
+        if slot is None or self._checkpoints.horizon[slot] == NONE:
+            return None
+        return int(self._checkpoints.horizon[slot])
+
     def export_state(self) -> list[tuple[str, str, str]]:
         """Every non-default ``rule_state`` row (for hand-over and tests)."""
         rows = []
@@ -582,3 +855,10 @@ class RuleEngine:
         upd = ClockUpdate(slots, self._clocks.latest[slots],
                           {k: arr[slots] for k, arr in self._clocks.kinds.items()})
         return self._clocks.rows(upd, self._registry.device_ids(slots, []))
+
+
+def _with_index(t: Transition, index: int | None) -> Transition:
+    if t.event_index == index:
+        return t
+    return Transition(t.rule_id, t.device_id, t.action, t.ts_us, t.value, t.severity, t.message,
+                      t.kind, index)

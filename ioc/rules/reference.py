@@ -1,18 +1,24 @@
 """Reference evaluator: the engine's semantics, one event and one rule at a time.
 
-Plain Python, written for obviousness, not speed. Tests compare the
-vectorized engine against it on random streams, and the benchmark uses it
-as the naive baseline. Semantics are documented in ``engine.py``.
+Plain Python, written for obviousness, not speed. It takes every event at once and
+evaluates each device's events in event-time order — ``(ts, kind, value)``, so that
+equal timestamps are ordered the same way whatever order they arrived in — which is
+what the engine must give for any arrival order and any batch cuts of the same events
+(within lateness). Tests compare the vectorized engine against it, and the benchmark
+uses it as the naive baseline. Semantics are documented in ``engine.py``.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ioc.rules.engine import RuleBatch, Transition
+from ioc.rules.corrections import AlertRecord, alert_records
+from ioc.rules.engine import RuleBatch
 from ioc.rules.messages import render
 from ioc.rules.model import DeviceMeta, Rule, where_matches
+from ioc.rules.transitions import Transition
 
 
 @dataclass(slots=True)
@@ -24,45 +30,45 @@ class _State:
 
 
 class ReferenceEvaluator:
-    """Feeds events in arrival order through every rule's state machine."""
+    """Feeds each device's events in event-time order through every rule's state machine."""
 
-    def __init__(
-        self, rules: Iterable[Rule], devices: Iterable[DeviceMeta] = (), max_lateness_s: float = 3600.0
-    ) -> None:
+    def __init__(self, rules: Iterable[Rule], devices: Iterable[DeviceMeta] = ()) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.devices = {d.id: d for d in devices}
-        self.lateness_us = round(max_lateness_s * 1e6)
-        self.latest: dict[str, int] = {}
-        self.clocks: dict[tuple[str, str], int] = {}
+        self.clocks: dict[tuple[str, str | None], int] = {}
         self.states: dict[tuple[str, str], _State] = {}
 
     def run(self, batch: RuleBatch) -> list[Transition]:
-        out: list[Transition] = []
+        """Transitions of all of ``batch``'s events, device by device in event-time order.
+
+        ``event_index`` is the event's position in ``batch``. Call once per evaluator: a
+        second call would treat its events as later than every event of the first.
+        """
+        per_device: dict[str, list[tuple[int, str, float, int]]] = defaultdict(list)
         for i in range(len(batch)):
-            out += self.feed(
-                str(batch.device_id[i]), str(batch.kind[i]), int(batch.ts[i]), float(batch.value[i]), i
-            )
+            per_device[str(batch.device_id[i])].append(
+                (int(batch.ts[i]), str(batch.kind[i]), float(batch.value[i]), i))
+        out: list[Transition] = []
+        for device_id, events in per_device.items():
+            for ts, kind, value, i in sorted(events):
+                out += self.feed(device_id, kind, ts, value, i)
         return out
 
     def feed(self, device_id: str, kind: str, ts: int, value: float, index: int) -> list[Transition]:
-        """Transitions caused by one event."""
+        """Transitions caused by one event, which must not be earlier than the device's last."""
         device = self.devices.setdefault(device_id, DeviceMeta(device_id))
-        prev_latest = self.latest.get(device_id)
-        if prev_latest is not None and ts < prev_latest - self.lateness_us:
-            return []
-        self.latest[device_id] = ts if prev_latest is None else max(prev_latest, ts)
         out: list[Transition] = []
         for rule in self.rules:
             if (rule.kind is not None and rule.kind != kind) or not where_matches(rule.where, device):
                 continue
-            clock = prev_latest if rule.kind is None else self.clocks.get((device_id, kind))
-            if clock is not None and (ts <= clock if rule.rate else ts < clock):
+            clock = self.clocks.get((device_id, rule.kind))
+            if rule.rate and clock is not None and ts <= clock:
                 continue
             state = self.states.setdefault((rule.id, device_id), _State())
             for action, t, v in self._step(rule, state, ts, value, clock):
                 out.append(self._transition(rule, device, action, t, v, kind, index))
-        old = self.clocks.get((device_id, kind))
-        self.clocks[(device_id, kind)] = ts if old is None else max(old, ts)
+        for stream in (None, kind):
+            self.clocks[(device_id, stream)] = max(ts, self.clocks.get((device_id, stream), ts))
         return out
 
     def _step(
@@ -117,10 +123,7 @@ class ReferenceEvaluator:
             for device_id, device in self.devices.items():
                 if not where_matches(rule.where, device):
                     continue
-                clock = (
-                    self.latest.get(device_id) if rule.kind is None
-                    else self.clocks.get((device_id, rule.kind))
-                )
+                clock = self.clocks.get((device_id, rule.kind))
                 state = self.states.setdefault((rule.id, device_id), _State())
                 if clock is not None and not state.firing and clock <= now_us - for_us:
                     state.firing = True
@@ -137,3 +140,18 @@ class ReferenceEvaluator:
             rule.id, device.id, action, ts, value, rule.severity,
             render(rule, device, k, ts, value), k, index,
         )
+
+
+def reference_alerts(
+    rules: Iterable[Rule], devices: Iterable[DeviceMeta], batch: RuleBatch,
+    now_us: int | None = None,
+) -> list[AlertRecord]:
+    """The alerts that evaluating every event of ``batch`` in event time gives.
+
+    With ``now_us``, the absence timer runs once at that instant after all events.
+    """
+    ref = ReferenceEvaluator(rules, devices)
+    transitions = ref.run(batch)
+    if now_us is not None:
+        transitions += ref.check_absent(now_us)
+    return alert_records(transitions)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ioc.rules.checkpoints import ENTRIES
 from ioc.rules.model import Rule
 from ioc.rules.segments import NONE
 
@@ -35,6 +36,24 @@ def _grown(arr: np.ndarray, capacity: int, fill: object) -> np.ndarray:
         return arr
     out = np.full((capacity, *arr.shape[1:]), fill, dtype=arr.dtype)
     out[: len(arr)] = arr
+    return out
+
+
+def _grown_entries(arr: np.ndarray, capacity: int, fill: object) -> np.ndarray:
+    """``_grown`` for checkpoint entry arrays, shaped (ENTRIES, slots, ...)."""
+    if arr.shape[1] >= capacity:
+        return arr
+    out = np.full((ENTRIES, capacity, *arr.shape[2:]), fill, dtype=arr.dtype)
+    out[:, : arr.shape[1]] = arr
+    return out
+
+
+def _from_entries(live: np.ndarray, snaps: np.ndarray, slots: np.ndarray,
+                  entries: np.ndarray, fill: object) -> np.ndarray:
+    """Values of ``slots`` at checkpoint ``entries`` (-1: the empty state), as a new array."""
+    out = np.full((max(1, len(slots)), *live.shape[1:]), fill, dtype=live.dtype)
+    has = np.flatnonzero(entries >= 0)
+    out[has] = snaps[entries[has], slots[has]]
     return out
 
 
@@ -65,14 +84,31 @@ class RuleState:
         if self.window:
             self.defaults["window"] = NONE
         self.arrays: dict[str, np.ndarray] = {}
+        self.snaps: dict[str, np.ndarray] = {}  # the same per checkpoint entry (checkpoints.py)
         for name, fill in self.defaults.items():
             shape = (capacity, self.window) if name == "window" else (capacity,)
             self.arrays[name] = np.full(shape, fill, dtype=_DTYPES[name])
+            self.snaps[name] = np.full((ENTRIES, *shape), fill, dtype=_DTYPES[name])
 
     def grow(self, capacity: int) -> None:
         for name, arr in self.arrays.items():
             self.arrays[name] = _grown(arr, capacity, self.defaults[name])
+            self.snaps[name] = _grown_entries(self.snaps[name], capacity, self.defaults[name])
         self.hot = _grown(self.hot, capacity, False)
+
+    def snapshot(self, entries: np.ndarray, slots: np.ndarray) -> None:
+        """Copy the committed state of ``slots`` into checkpoint ``entries``."""
+        for name, arr in self.arrays.items():
+            self.snaps[name][entries, slots] = arr[slots]
+
+    def replica(self, slots: np.ndarray, entries: np.ndarray) -> RuleState:
+        """A state of ``len(slots)`` slots holding ``slots`` as of checkpoint ``entries``."""
+        rs = RuleState(self.rule, self.fingerprint, max(1, len(slots)))
+        for name, arr in self.arrays.items():
+            rs.arrays[name] = _from_entries(arr, self.snaps[name], slots, entries,
+                                            self.defaults[name])
+        rs.recount()
+        return rs
 
     def gather(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         return {name: arr[slots] for name, arr in self.arrays.items()}
@@ -137,18 +173,20 @@ class RuleState:
             mask |= (self.arrays["window"] != NONE).any(axis=1)
         return np.flatnonzero(mask)
 
-    def load(self, slot: int, d: dict[str, Any]) -> None:
-        """Set ``slot`` from a decoded row (fields this rule type does not use are ignored)."""
-        self.arrays["firing"][slot] = bool(d.get("firing", False))
-        if "run_start" in self.arrays:
-            self.arrays["run_start"][slot] = int(d.get("run_start", NONE))
-        if "prev_t" in self.arrays:
+    def load(self, slot: int, d: dict[str, Any], entry: int | None = None) -> None:
+        """Set ``slot`` from a decoded row (fields this rule type does not use are ignored);
+        ``entry``: into that checkpoint entry instead of the committed state."""
+        arrays = self.arrays if entry is None else {k: v[entry] for k, v in self.snaps.items()}
+        arrays["firing"][slot] = bool(d.get("firing", False))
+        if "run_start" in arrays:
+            arrays["run_start"][slot] = int(d.get("run_start", NONE))
+        if "prev_t" in arrays:
             prev = d.get("prev")
-            self.arrays["prev_t"][slot] = int(prev[0]) if prev else NONE
-            self.arrays["prev_v"][slot] = float(prev[1]) if prev else 0.0
-        if "window" in self.arrays:
+            arrays["prev_t"][slot] = int(prev[0]) if prev else NONE
+            arrays["prev_v"][slot] = float(prev[1]) if prev else 0.0
+        if "window" in arrays:
             w = [int(t) for t in d.get("window", [])][-self.window :]
-            self.arrays["window"][slot] = [NONE] * (self.window - len(w)) + w
+            arrays["window"][slot] = [NONE] * (self.window - len(w)) + w
 
 
 @dataclass(slots=True)
@@ -166,17 +204,43 @@ class Clocks:
     def __init__(self, capacity: int) -> None:
         self.latest = np.full(capacity, NONE, dtype=np.int64)
         self.kinds: dict[str, np.ndarray] = {}
+        self.snap_latest = np.full((ENTRIES, capacity), NONE, dtype=np.int64)
+        self.snap_kinds: dict[str, np.ndarray] = {}
 
     def grow(self, capacity: int) -> None:
         self.latest = _grown(self.latest, capacity, NONE)
+        self.snap_latest = _grown_entries(self.snap_latest, capacity, NONE)
         for k, arr in self.kinds.items():
             self.kinds[k] = _grown(arr, capacity, NONE)
+            self.snap_kinds[k] = _grown_entries(self.snap_kinds[k], capacity, NONE)
 
     def use_kinds(self, kinds: set[str]) -> None:
         """Track exactly ``kinds``: new ones start empty, unused ones are dropped."""
-        self.kinds = {
-            k: self.kinds.get(k, np.full(len(self.latest), NONE, dtype=np.int64)) for k in sorted(kinds)
+        n = len(self.latest)
+        self.kinds = {k: self.kinds.get(k, np.full(n, NONE, dtype=np.int64)) for k in sorted(kinds)}
+        self.snap_kinds = {
+            k: self.snap_kinds.get(k, np.full((ENTRIES, n), NONE, dtype=np.int64))
+            for k in sorted(kinds)
         }
+
+    def snapshot(self, entries: np.ndarray, slots: np.ndarray) -> None:
+        """Copy the committed clocks of ``slots`` into checkpoint ``entries``."""
+        self.snap_latest[entries, slots] = self.latest[slots]
+        for k, arr in self.kinds.items():
+            self.snap_kinds[k][entries, slots] = arr[slots]
+
+    def replica(self, slots: np.ndarray, entries: np.ndarray) -> Clocks:
+        """Clocks of ``len(slots)`` slots holding ``slots`` as of checkpoint ``entries``."""
+        c = Clocks(max(1, len(slots)))
+        c.latest = _from_entries(self.latest, self.snap_latest, slots, entries, NONE)
+        c.kinds = {k: _from_entries(arr, self.snap_kinds[k], slots, entries, NONE)
+                   for k, arr in self.kinds.items()}
+        return c
+
+    def at_entries(self, entries: np.ndarray, slots: np.ndarray) -> ClockUpdate:
+        """The clocks stored in checkpoint ``entries`` of ``slots`` (for their persisted rows)."""
+        return ClockUpdate(slots, self.snap_latest[entries, slots],
+                           {k: arr[entries, slots] for k, arr in self.snap_kinds.items()})
 
     def for_kind(self, kind: str | None) -> np.ndarray:
         """Consumption clock of a rule kind; kind-less rules consume all kinds, i.e. ``latest``."""
@@ -216,8 +280,10 @@ class Clocks:
             out.extend(zip(ids[rows].tolist(), [template % v for v in values], strict=True))
         return out
 
-    def load(self, slot: int, d: dict[str, Any]) -> None:
-        self.latest[slot] = int(d.get("latest", NONE))
+    def load(self, slot: int, d: dict[str, Any], entry: int | None = None) -> None:
+        """Set ``slot`` from a clock row (``entry``: into that checkpoint entry)."""
+        latest = self.latest if entry is None else self.snap_latest[entry]
+        latest[slot] = int(d.get("latest", NONE))
         kinds = d.get("kinds", {})
         for k, arr in self.kinds.items():
-            arr[slot] = int(kinds.get(k, NONE))
+            (arr if entry is None else self.snap_kinds[k][entry])[slot] = int(kinds.get(k, NONE))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ioc.ingest.latest import _codes
 from ioc.model import CodedList, EventBatch
-from ioc.rules.engine import _kind_codes
+from ioc.rules.kinds import KindCodes
 from ioc.rules.model import DeviceMeta
 from ioc.rules.registry import DeviceRegistry
 from ioc.storage.copy_binary import encode_events
@@ -56,8 +56,9 @@ def test_every_reader_gives_what_it_gives_for_a_plain_list(data: st.DataObject) 
 
     plain = batch(device, kind, unit)
     assert bytes(encode_events(batch(c_device, c_kind, c_unit))) == bytes(encode_events(plain))
-    wanted = ["water_level", "pm25"]
-    assert _kind_codes(c_kind, wanted).tolist() == _kind_codes(kind, wanted).tolist()
+    names_c, names_p = KindCodes(), KindCodes()
+    assert [names_c.names[c] for c in names_c.codes(c_kind)] == \
+        [names_p.names[c] for c in names_p.codes(kind)] == list(kind)
     assert _codes(c_device, {"a": 0}).tolist() == _codes(device, {"a": 0}).tolist()
     registries = DeviceRegistry(), DeviceRegistry()
     for r in registries:

@@ -1,0 +1,94 @@
+"""Where a device can be replayed from: a few snapshots of its state, and its horizon.
+
+A checkpoint ``at`` of a device is its whole rule state (every rule, and its clocks) after
+all its events with ``ts < at`` and none later. The committed state after a batch is such a
+checkpoint at ``latest + 1``, and it stays valid until an event with a smaller ts arrives —
+which is exactly a late event, whose replay starts from an older checkpoint and which
+invalidates the newer ones. Each device has ``ENTRIES`` snapshot entries:
+
+* after a batch, entries later than the earliest event it consumed for the device are
+  dropped (they no longer hold "all events before ``at``");
+* the newest entry at least ``max_lateness`` behind the device's newest event becomes its
+  *base*: the device's *horizon* moves to its ``at`` and older entries are dropped. Events
+  older than the horizon are ignored by rules, so every event within ``max_lateness``
+  counts and the replay of any counted event has a checkpoint at or before it;
+* a new entry (the state just committed, ``at = latest + 1``) is taken when the newest
+  entry is at least ``max_lateness / 2`` older, so the base trails the newest event by at
+  most ``1.5 × max_lateness`` and three entries always suffice.
+
+Before its first base a device's horizon is unset and its replays start from the empty
+state (the "genesis"), with all its events since it was first seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ioc.rules.segments import NONE
+
+ENTRIES = 3
+GENESIS = -1
+
+
+@dataclass(slots=True)
+class CheckpointPlan:
+    """New entry times and horizons of ``slots``, and which entries take the committed state."""
+
+    slots: np.ndarray
+    at: np.ndarray  # (ENTRIES, len(slots)); NONE: empty
+    horizon: np.ndarray
+    old_horizon: np.ndarray
+    added: tuple[np.ndarray, np.ndarray]  # (entry, position in slots) of entries to fill
+    freed: tuple[np.ndarray, np.ndarray]  # (entry, position) of entries emptied or replaced
+
+
+class Checkpoints:
+    """Entry times (``at``, per entry and slot) and horizons (per slot)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.at = np.full((ENTRIES, capacity), NONE, dtype=np.int64)
+        self.horizon = np.full(capacity, NONE, dtype=np.int64)
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.at.shape[1]:
+            return
+        at = np.full((ENTRIES, capacity), NONE, dtype=np.int64)
+        at[:, : self.at.shape[1]] = self.at
+        horizon = np.full(capacity, NONE, dtype=np.int64)
+        horizon[: len(self.horizon)] = self.horizon
+        self.at, self.horizon = at, horizon
+
+    def choose(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(entry, at)`` of the newest checkpoint at or before ``ts`` per slot (GENESIS, NONE
+        when there is none: the device has no horizon yet)."""
+        at = self.at[:, slots]
+        ok = (at != NONE) & (at <= ts)
+        best = np.where(ok, at, NONE).argmax(axis=0)
+        has = ok.any(axis=0)
+        chosen = at[best, np.arange(len(slots))]
+        return np.where(has, best, GENESIS), np.where(has, chosen, NONE)
+
+    def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray,
+             lateness_us: int) -> CheckpointPlan:
+        """Entries after a batch that consumed events from ``earliest`` on, the newest being
+        ``latest`` (per slot; ``slots`` unique)."""
+        old = self.at[:, slots]
+        at = old.copy()
+        at[(at != NONE) & (at > earliest)] = NONE
+        aged = (at != NONE) & (at <= latest - lateness_us)
+        horizon = np.maximum(self.horizon[slots], np.where(aged, at, NONE).max(axis=0))
+        at[(at != NONE) & (at < horizon)] = NONE
+        newest = at.max(axis=0)
+        free = at == NONE
+        want = ((newest == NONE) | (newest <= latest + 1 - max(1, lateness_us // 2))) & free.any(axis=0)
+        pos = np.flatnonzero(want)
+        entry = free.argmax(axis=0)[pos]
+        at[entry, pos] = latest[pos] + 1
+        freed = np.nonzero((old != NONE) & (at != old))
+        return CheckpointPlan(slots, at, horizon, self.horizon[slots], (entry, pos), freed)
+
+    def apply(self, plan: CheckpointPlan) -> None:
+        self.at[:, plan.slots] = plan.at
+        self.horizon[plan.slots] = plan.horizon
