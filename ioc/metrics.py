@@ -51,6 +51,12 @@ class Metrics:
         self.rule_eval_seconds = Histogram(
             "ioc_rule_eval_seconds", "Rule engine time per micro-batch.",
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1), registry=r)
+        self.rule_corrections = Counter(
+            "ioc_rule_corrections", "Alert corrections made by late events, by action "
+            "(raise, amend, withdraw).", ["action"], registry=r)
+        self.rule_recent_events = Gauge(
+            "ioc_rule_recent_events", "Consumed events the rule engine keeps to replay late ones.",
+            registry=r)
         self.source_connected = Gauge(
             "ioc_source_connected", "1 when the source is connected and subscribed.", ["source"],
             registry=r)

@@ -13,11 +13,13 @@ import gc
 import json
 import logging
 import signal
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Protocol
 
 import asyncpg
+import numpy as np
 
 from ioc import fast
 from ioc.alerts import Alerts, load_notifications
@@ -32,6 +34,7 @@ from ioc.metrics import Metrics
 from ioc.rules import (
     DeviceMeta,
     Rule,
+    RuleBatch,
     RuleEngine,
     RuleFileError,
     load_rules_file,
@@ -45,7 +48,15 @@ from ioc.storage.key_cache import KeyCache
 from ioc.storage.migrations import migrate
 from ioc.storage.partitions import PartitionManager
 from ioc.storage.pool import connect, create_pool, ping
-from ioc.storage.rules import delete_states, latest_ts, list_rules, load_states, sync_file_rules
+from ioc.storage.rules import (
+    delete_states,
+    latest_ts,
+    list_rules,
+    load_checkpoints,
+    load_states,
+    recent_events,
+    sync_file_rules,
+)
 from ioc.storage.writer import BatchWriter
 from ioc.tasks import Supervisor, cancel_and_wait
 
@@ -234,7 +245,14 @@ class Service:
             window = max(86400.0, 2 * self.settings.max_lateness,
                          *(2 * r.absent.for_s for r in rules if r.absent is not None))
             engine.load_clocks(_clock_rows(await latest_ts(conn, window)))
-        log.info("rule engine: %d rules, %d devices, state restored", len(rules), len(metas))
+            stored = await load_checkpoints(conn)
+            engine.load_checkpoints(stored.entries, stored.states, stored.horizons)
+            since = time.time_ns() // 1000 - round(window * 1e6)
+            devices, kinds, ts, values = await recent_events(conn, stored.horizons, since)
+            engine.load_recent(RuleBatch(devices, kinds, np.array(ts, dtype=np.int64),
+                                         np.array(values, dtype=np.float64)))
+        log.info("rule engine: %d rules, %d devices, state restored, %d recent events kept",
+                 len(rules), len(metas), engine.recent_events)
         return engine
 
     @staticmethod

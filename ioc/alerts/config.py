@@ -17,7 +17,7 @@ import yaml
 from ioc.durations import parse_duration
 
 MATCHER_KEYS = ("rule_id", "device_id", "district", "severity")
-CHANGES = ("fired", "repeated", "acknowledged", "resolved")
+CHANGES = ("fired", "repeated", "acknowledged", "resolved", "corrected")
 DEFAULT_CHANGES = frozenset({"fired", "resolved"})
 _WEBHOOK_KEYS = {"name", "url", "secret", "secret_env", "match", "changes", "timeout",
                  "max_attempts", "max_age"}

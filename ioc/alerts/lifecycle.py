@@ -29,16 +29,18 @@ import asyncpg
 import msgspec
 
 from ioc.alerts.config import NotificationConfig
-from ioc.alerts.shape import alert_dict, district_slug
+from ioc.alerts.shape import alert_dict, district_slug, iso
 from ioc.alerts.silences import Silence, active_silences, silenced
-from ioc.rules import Transition
+from ioc.rules import Correction, Transition
 from ioc.storage import alerts as stored
 from ioc.storage.devices import device_districts
 
 SYSTEM = "system"
+LATE_DATA = "late-data"
 MQTT_TOPIC = "ioc/v1/alerts/{district}"
 MQTT_CHANGES = frozenset({"fired", "acknowledged", "resolved"})
-_AUDIT_ACTION = {"fired": "firing", "acknowledged": "acknowledged", "resolved": "resolved"}
+_AUDIT_ACTION = {"fired": "firing", "acknowledged": "acknowledged", "resolved": "resolved",
+                 "corrected": "corrected"}
 
 
 class AlertNotFound(LookupError):
@@ -55,7 +57,8 @@ class AlertStateConflict(Exception):
 
 @dataclass(slots=True)
 class Change:
-    """One alert change to publish: ``change`` is fired, repeated, acknowledged or resolved."""
+    """One alert change to publish: ``change`` is fired, repeated, acknowledged, resolved or
+    corrected (late data changed its start, end or number of fires)."""
 
     order: int
     change: str
@@ -83,14 +86,17 @@ class Recorder:
         self.mqtt = mqtt
 
     async def apply(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
-                    received_at: float | None) -> Written:
-        """Apply fire/clear transitions in order (a key may fire, clear and fire in one batch).
+                    received_at: float | None,
+                    corrections: Sequence[Correction] = ()) -> Written:
+        """Apply fire/clear transitions in order (a key may fire, clear and fire in one batch),
+        then the corrections late events made (see :meth:`_correct`).
 
         Transitions are split into waves in which each (rule, device) occurs once, so that each
         wave is one set-based statement per action however large the batch is.
         """
         await stored.lock_alert_writes(conn)
-        district = await device_districts(conn, {t.device_id for t in transitions})
+        district = await device_districts(
+            conn, {t.device_id for t in transitions} | {c.device_id for c in corrections})
         silences = await active_silences(conn)
         waves: list[list[int]] = []
         seen: Counter[tuple[str, str]] = Counter()
@@ -111,6 +117,8 @@ class Recorder:
                                  written)
             if clears:
                 await self._clear(conn, [(i, transitions[i]) for i in clears], written)
+        if corrections:
+            await self._correct(conn, corrections, len(transitions), district, silences, written)
         written.changes.sort(key=lambda c: c.order)
         await self._publish(conn, written, received_at, silences)
         return written
@@ -148,6 +156,74 @@ class Recorder:
             alert = alert_dict(row)
             written.changes.append(
                 Change(order[(alert["rule_id"], alert["device_id"])], "resolved", alert, SYSTEM))
+
+    async def _correct(self, conn: asyncpg.Connection, corrections: Sequence[Correction],
+                       order: int, district: dict[str, str | None], silences: list[Silence],
+                       written: Written) -> None:
+        """Make the stored alerts what all events, late ones included, say.
+
+        Each correction names the alert it changes by (rule, device, started_at) — or, for an
+        alert open since before the replay's checkpoint, as the newest one of the pair that
+        started before it. Withdrawals come first and alerts that reopen last, so that at no
+        point two alerts of one (rule, device) are open. Nothing is deleted: a withdrawn alert
+        is resolved by ``late-data``; acknowledgements and hand resolutions are kept.
+        """
+        old = [c for c in corrections if c.old is not None]
+        found = await stored.corrected_alerts(
+            conn, [c.rule_id for c in old], [c.device_id for c in old],
+            [c.old.start_us for c in old],  # type: ignore[union-attr]
+            [c.since_us for c in old])
+        target = {id(c): found[i + 1]["id"] for i, c in enumerate(old) if i + 1 in found}
+        withdraw = [c for c in corrections if c.new is None and id(c) in target]
+        amend = [c for c in corrections if c.old is not None and c.new is not None
+                 and id(c) in target]
+        amend.sort(key=lambda c: c.new.end_us is None)  # type: ignore[union-attr]
+        raise_ = [c for c in corrections
+                  if c.new is not None and c.new.fire is not None and id(c) not in target]
+        if withdraw:
+            for row in await stored.withdraw_alerts(conn, [target[id(c)] for c in withdraw]):
+                written.changes.append(Change(order, "resolved", alert_dict(row), LATE_DATA,
+                                              "withdrawn: later data shows it did not happen"))
+        for reopening in (False, True):
+            batch = [c for c in amend if (c.new.end_us is None) == reopening]  # type: ignore[union-attr]
+            if not batch:
+                continue
+            rows = await stored.amend_alerts(conn, [
+                [target[id(c)] for c in batch],
+                [c.new.start_us for c in batch],  # type: ignore[union-attr]
+                [c.new.end_us for c in batch],  # type: ignore[union-attr]
+                [c.new.fires - c.old.fires for c in batch],  # type: ignore[union-attr]
+                [_last_fire(c) for c in batch],
+            ])
+            notes = {target[id(c)]: _amend_note(c) for c in batch}
+            for row in rows:
+                change = "corrected"
+                c_old = next(c for c in batch if target[id(c)] == row["id"])
+                if c_old.old.end_us is None and row["state"] == "resolved":  # type: ignore[union-attr]
+                    change = "resolved"
+                written.changes.append(Change(order, change, alert_dict(row), LATE_DATA,
+                                              notes[row["id"]]))
+        if raise_:
+            cols: list[list[Any]] = [[] for _ in range(12)]
+            for c in raise_:
+                n = c.new
+                assert n is not None and n.fire is not None
+                f = n.fire
+                d = district.get(c.device_id)
+                quiet = silenced(silences, {"rule_id": c.rule_id, "device_id": c.device_id,
+                                            "district": d, "severity": f.severity})
+                value = f.value if math.isfinite(f.value) else None
+                for col, v in zip(cols, (c.rule_id, c.device_id, d, f.kind, f.severity, f.message,
+                                         value, n.start_us, _last_fire(c), quiet, n.fires,
+                                         n.end_us), strict=True):
+                    col.append(v)
+            for row in await stored.raise_alerts(conn, cols):
+                alert = alert_dict(row)
+                written.changes.append(Change(order, "fired", alert, LATE_DATA,
+                                              "raised from events that arrived late"))
+                written.fired[alert["severity"]] += 1
+                if row["state"] == "resolved":
+                    written.changes.append(Change(order, "resolved", alert, SYSTEM))
 
     async def set_state(self, conn: asyncpg.Connection, alert_id: int, state: str, actor: str,
                         note: str | None) -> Written:
@@ -207,3 +283,23 @@ class Recorder:
                 payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
                 rows.append(("mqtt", topic, payload, *common, 0.0))
         return rows
+
+
+def _last_fire(c: Correction) -> int | None:
+    """When the corrected alert last fired (its ``last_seen_at``)."""
+    last = c.new.last if c.new is not None else None
+    return None if last is None else last.ts_us
+
+
+def _amend_note(c: Correction) -> str:
+    """What changed, for the audit trail (times as the API shows them)."""
+    old, new = c.old, c.new
+    assert old is not None and new is not None
+    parts = []
+    if new.start_us is not None and new.start_us != old.start_us:
+        parts.append(f"started_at {iso(old.start_us)} → {iso(new.start_us)}")
+    if new.end_us != old.end_us:
+        parts.append(f"resolved_at {iso(old.end_us) or 'open'} → {iso(new.end_us) or 'open'}")
+    if new.fires != old.fires:
+        parts.append(f"fires {old.fires} → {new.fires}")
+    return "late data: " + "; ".join(parts)

@@ -24,7 +24,7 @@ from ioc.alerts.notifier import Notifier
 from ioc.alerts.senders import MqttPublisher
 from ioc.alerts.shape import SEVERITIES
 from ioc.metrics import Metrics
-from ioc.rules import Transition
+from ioc.rules import Correction, Transition
 from ioc.storage.alerts import open_alert_counts, prune_feed_and_outbox
 from ioc.tasks import Supervisor, cancel_and_wait
 
@@ -88,16 +88,19 @@ class Alerts:
     # ---- writes ----------------------------------------------------------------------------
 
     async def record(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
-                     received_at: float | None) -> Callable[[], None] | None:
-        """Apply rule transitions inside the caller's (batch) transaction.
+                     received_at: float | None,
+                     corrections: Sequence[Correction] = ()) -> Callable[[], None] | None:
+        """Apply rule transitions, then corrections from late events, inside the caller's
+        (batch) transaction.
 
         ``received_at`` is when the batch's first message was received, in epoch seconds
         (``time.time()``); it measures ``ioc_alert_latency_seconds``. Returns the callback to
         run after commit (it only counts and wakes), or None when nothing changed.
         """
-        if not transitions:
+        if not transitions and not corrections:
             return None
-        return self._after_commit(await self._recorder.apply(conn, transitions, received_at))
+        return self._after_commit(
+            await self._recorder.apply(conn, transitions, received_at, corrections))
 
     async def ack(self, alert_id: int, actor: str, note: str | None = None) -> dict[str, Any]:
         """firing -> acknowledged; raises AlertNotFound, or AlertStateConflict otherwise."""

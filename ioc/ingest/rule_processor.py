@@ -1,10 +1,12 @@
 """The rule engine inside each batch's transaction: evaluate new events, persist state, record alerts.
 
 Only events stored for the first time are evaluated (a replay was evaluated when it was
-first stored). The engine's state changes are written to ``rule_state`` and its transitions
-handed to the alert sink in the same transaction, and applied to the in-memory engine only
-after that transaction committed — so a crash or a failed transaction neither loses a
-pending ``for`` timer nor fires twice. Empty tick batches run the absence timer.
+first stored). The engine's state changes (and its checkpoints) are written to
+``rule_state`` and its transitions and corrections handed to the alert sink in the same
+transaction, and applied to the in-memory engine only after that transaction committed —
+so a crash or a failed transaction neither loses a pending ``for`` timer, nor fires twice,
+nor loses the corrections of a late event (redelivered, it replays again). Empty tick
+batches run the absence timer.
 
 Rule and device changes (file reload, API) are queued and applied at the start of the next
 batch, because the engine must not change between an evaluation and its commit.
@@ -32,8 +34,8 @@ import numpy as np
 
 from ioc.metrics import Metrics
 from ioc.model import EventBatch
-from ioc.rules import DeviceMeta, Evaluation, Rule, RuleBatch, RuleEngine, Transition
-from ioc.storage.rules import delete_states, save_states
+from ioc.rules import Correction, DeviceMeta, Evaluation, Rule, RuleBatch, RuleEngine, Transition
+from ioc.storage.rules import delete_states, save_checkpoints, save_states
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ LAG_HOLD_S = 10.0
 
 class AlertSink(Protocol):
     async def record(
-        self, conn: asyncpg.Connection, transitions: Sequence[Transition], received_at: float
+        self, conn: asyncpg.Connection, transitions: Sequence[Transition], received_at: float,
+        corrections: Sequence[Correction] = (),
     ) -> PostCommit | None: ...
 
 
@@ -107,13 +110,18 @@ class RuleProcessor:
             else:
                 return None
         await save_states(conn, ev.state_rows())
+        checkpoints = ev.checkpoint_changes()
+        await save_checkpoints(conn, checkpoints.dropped, checkpoints.taken, checkpoints.horizons)
         after_sink = None
-        if ev.transitions and self.sink is not None:
-            after_sink = await self.sink.record(conn, ev.transitions, received_at)
-        engine = self.engine
+        if (ev.transitions or ev.corrections) and self.sink is not None:
+            after_sink = await self.sink.record(conn, ev.transitions, received_at, ev.corrections)
+        engine, metrics = self.engine, self.metrics
 
         def after_commit() -> None:
             engine.commit(ev)
+            for c in ev.corrections:
+                metrics.rule_corrections.labels(c.action).inc()
+            metrics.rule_recent_events.set(engine.recent_events)
             if after_sink is not None:
                 after_sink()
 

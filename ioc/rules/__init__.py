@@ -7,6 +7,7 @@ reading a rule file, and nothing imports the other ``ioc`` packages.
 from ioc.rules.backtest import backtest
 from ioc.rules.check import RuleFileCheck, check_rules_file
 from ioc.rules.codec import rule_fingerprint, rule_from_dict, rule_to_dict
+from ioc.rules.corrections import AlertRecord, Correction, Episode
 from ioc.rules.engine import (
     Evaluation,
     RuleBatch,
@@ -20,9 +21,12 @@ from ioc.rules.problems import RuleFileError, RuleProblem
 
 __all__ = [
     "Absent",
+    "AlertRecord",
     "Condition",
+    "Correction",
     "Count",
     "DeviceMeta",
+    "Episode",
     "Evaluation",
     "Rate",
     "Rule",

@@ -93,6 +93,92 @@ async def clear_alerts(conn: asyncpg.Connection, rule_ids: list[str], device_ids
     return await conn.fetch(_CLEAR, rule_ids, device_ids, ts_us, actor)
 
 
+# ---- corrections from late data (ioc/rules/corrections.py) --------------------------------
+
+_AT = "timestamptz 'epoch' + interval '1 microsecond' * {}"
+_CORRECTED = f"""
+SELECT DISTINCT ON (u.i) u.i, {_QUALIFIED}
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
+     WITH ORDINALITY AS u(rule_id, device_id, start_us, before_us, i)
+JOIN alerts a ON a.rule_id = u.rule_id AND a.device_id = u.device_id
+     AND a.resolved_by IS DISTINCT FROM 'late-data'
+     AND CASE WHEN u.start_us IS NULL THEN a.started_at < {_AT.format("u.before_us")}
+              ELSE a.started_at = {_AT.format("u.start_us")} END
+ORDER BY u.i, a.started_at DESC, a.id DESC
+"""
+_WITHDRAW = f"""
+UPDATE alerts AS a SET state = 'resolved', resolved_at = coalesce(a.resolved_at, a.started_at),
+                       resolved_by = 'late-data', updated_at = now()
+FROM unnest($1::int8[]) AS u(id) WHERE a.id = u.id
+RETURNING {_QUALIFIED}
+"""
+# A hand-resolved alert keeps its resolution; one the rules resolved follows the data.
+_BY_RULES = "(a.resolved_by IS NULL OR a.resolved_by IN ('system', 'late-data'))"
+_AMEND = f"""
+UPDATE alerts AS a SET
+    started_at = coalesce({_AT.format("u.start_us")}, a.started_at),
+    state = CASE WHEN NOT {_BY_RULES} THEN a.state
+                 WHEN u.end_us IS NOT NULL THEN 'resolved'
+                 WHEN a.acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'firing' END,
+    resolved_at = CASE WHEN NOT {_BY_RULES} THEN a.resolved_at
+                       ELSE {_AT.format("u.end_us")} END,
+    resolved_by = CASE WHEN NOT {_BY_RULES} THEN a.resolved_by
+                       WHEN u.end_us IS NULL THEN NULL ELSE 'system' END,
+    count = greatest(1, a.count + u.more_fires),
+    last_seen_at = greatest(a.last_seen_at, coalesce({_AT.format("u.last_us")}, a.last_seen_at)),
+    updated_at = now()
+FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int4[], $5::int8[])
+     AS u(id, start_us, end_us, more_fires, last_us)
+WHERE a.id = u.id
+RETURNING {_QUALIFIED}
+"""
+_RAISE = f"""
+INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value, started_at,
+                         last_seen_at, silenced, count, state, resolved_at, resolved_by)
+SELECT u.rule_id, u.device_id, u.district, u.kind, u.severity, u.message, u.value,
+       {_AT.format("u.start_us")}, {_AT.format("u.last_us")}, u.silenced, u.fires,
+       CASE WHEN u.end_us IS NULL THEN 'firing' ELSE 'resolved' END,
+       {_AT.format("u.end_us")}, CASE WHEN u.end_us IS NULL THEN NULL ELSE 'system' END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::float8[], $8::int8[], $9::int8[], $10::bool[], $11::int4[], $12::int8[])
+     WITH ORDINALITY
+     AS u(rule_id, device_id, district, kind, severity, message, value, start_us, last_us,
+          silenced, fires, end_us, ord)
+ORDER BY (u.end_us IS NULL), u.ord
+ON CONFLICT (rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
+    count = a.count + EXCLUDED.count,
+    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at), updated_at = now()
+RETURNING {_QUALIFIED}
+"""
+
+
+async def corrected_alerts(conn: asyncpg.Connection, rule_ids: list[str], device_ids: list[str],
+                           start_us: list[int | None],
+                           before_us: list[int]) -> dict[int, asyncpg.Record]:
+    """The alert each correction changes, by its position in the lists (1-based): the one of
+    (rule, device) that started at ``start_us``, or when that is None the newest that started
+    before ``before_us``. Withdrawn alerts are not candidates."""
+    rows = await conn.fetch(_CORRECTED, rule_ids, device_ids, start_us, before_us)
+    return {r["i"]: r for r in rows}
+
+
+async def withdraw_alerts(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.Record]:
+    """Resolve alerts that later data shows never happened (``resolved_by = 'late-data'``)."""
+    return await conn.fetch(_WITHDRAW, ids)
+
+
+async def amend_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]]) -> list[asyncpg.Record]:
+    """Correct alerts in place; ``columns``: id, start_us (None: keep), end_us (None: open),
+    more_fires, last_us. Acknowledgements and hand resolutions are kept."""
+    return await conn.fetch(_AMEND, *columns)
+
+
+async def raise_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]]) -> list[asyncpg.Record]:
+    """Insert missed alerts (resolved ones first); ``columns``: rule_id, device_id, district,
+    kind, severity, message, value, start_us, last_us, silenced, fires, end_us (None: open)."""
+    return await conn.fetch(_RAISE, *columns)
+
+
 async def lock_alert_state(conn: asyncpg.Connection, alert_id: int) -> str | None:
     """The alert's state, its row locked until commit; None when there is no such alert."""
     return await conn.fetchval("SELECT state FROM alerts WHERE id = $1 FOR UPDATE", alert_id)

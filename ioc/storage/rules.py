@@ -111,15 +111,106 @@ async def save_states(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, s
         """
         INSERT INTO rule_state (rule_id, device_id, state, updated_at)
         SELECT r, d, s::jsonb, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS t(r, d, s)
-        ON CONFLICT (rule_id, device_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+        ON CONFLICT (device_id, checkpoint, rule_id)
+        DO UPDATE SET state = EXCLUDED.state, updated_at = now()
         """,
         list(rule_ids), list(device_ids), list(states),
     )
 
 
 async def load_states(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
-    rows = await conn.fetch("SELECT rule_id, device_id, state::text AS state FROM rule_state")
+    """The committed (rule_id, device_id, state_json) rows."""
+    rows = await conn.fetch("SELECT rule_id, device_id, state::text AS state FROM rule_state"
+                            " WHERE checkpoint = 0")
     return [(r["rule_id"], r["device_id"], r["state"]) for r in rows]
+
+
+# ---- rule checkpoints (ioc/rules/checkpoints.py; migration 006) ----------------------------
+
+async def save_checkpoints(conn: asyncpg.Connection, dropped: Sequence[tuple[str, int]],
+                           taken: Sequence[tuple[str, int, int, str]],
+                           horizons: Sequence[tuple[str, int]]) -> None:
+    """Drop snapshot entries, take new ones as copies of the committed rule rows (call after
+    :func:`save_states` in the same transaction), move horizons. Entry e is checkpoint e + 1;
+    an entry taken replaces whatever rows it had."""
+    cleared = [*dropped, *((d, e) for d, e, _, _ in taken)]
+    if cleared:
+        devices, entries = (list(c) for c in zip(*cleared, strict=True))
+        await conn.execute(
+            """
+            DELETE FROM rule_state s USING unnest($1::text[], $2::int2[]) AS u(d, e)
+            WHERE s.device_id = u.d AND s.checkpoint = u.e + 1
+            """, devices, entries)
+        await conn.execute(
+            """
+            DELETE FROM rule_checkpoints c USING unnest($1::text[], $2::int2[]) AS u(d, e)
+            WHERE c.device_id = u.d AND c.entry = u.e
+            """, devices, entries)
+    if taken:
+        devices, entries, at, clocks = (list(c) for c in zip(*taken, strict=True))
+        await conn.execute(
+            """
+            INSERT INTO rule_state (rule_id, device_id, checkpoint, state, updated_at)
+            SELECT s.rule_id, s.device_id, u.e + 1, s.state, now()
+            FROM unnest($1::text[], $2::int2[]) AS u(d, e)
+            JOIN rule_state s ON s.device_id = u.d AND s.checkpoint = 0
+            """, devices, entries)
+        await conn.execute(
+            """
+            INSERT INTO rule_checkpoints (device_id, entry, at_us, clocks)
+            SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[]::jsonb[])
+            """, devices, entries, at, clocks)
+    if horizons:
+        devices, values = (list(c) for c in zip(*horizons, strict=True))
+        await conn.execute(
+            """
+            INSERT INTO rule_horizons (device_id, horizon_us)
+            SELECT * FROM unnest($1::text[], $2::int8[])
+            ON CONFLICT (device_id) DO UPDATE SET horizon_us = EXCLUDED.horizon_us
+            """, devices, values)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoints:
+    """What :meth:`ioc.rules.RuleEngine.load_checkpoints` takes."""
+
+    entries: list[tuple[str, int, int, str]]
+    states: list[tuple[str, str, int, str]]
+    horizons: list[tuple[str, int]]
+
+
+async def load_checkpoints(conn: asyncpg.Connection) -> StoredCheckpoints:
+    entries = await conn.fetch(
+        "SELECT device_id, entry, at_us, clocks::text AS clocks FROM rule_checkpoints")
+    states = await conn.fetch(
+        "SELECT rule_id, device_id, checkpoint - 1 AS entry, state::text AS state"
+        " FROM rule_state WHERE checkpoint > 0")
+    horizons = await conn.fetch("SELECT device_id, horizon_us FROM rule_horizons")
+    return StoredCheckpoints(
+        [(r["device_id"], r["entry"], r["at_us"], r["clocks"]) for r in entries],
+        [(r["rule_id"], r["device_id"], r["entry"], r["state"]) for r in states],
+        [(r["device_id"], r["horizon_us"]) for r in horizons])
+
+
+async def recent_events(conn: asyncpg.Connection, horizons: Sequence[tuple[str, int]],
+                        default_from_us: int) -> tuple[list[str], list[str], list[int], list[float]]:
+    """Stored events the rule engine keeps for replays: those at or after their device's
+    horizon (``default_from_us`` for devices without one), as columns with ts in µs."""
+    rows = await conn.fetch(
+        """
+        SELECT e.device_id, e.kind,
+               (extract(epoch FROM e.ts) * 1000000)::bigint AS ts_us, e.value
+        FROM events e
+        LEFT JOIN unnest($1::text[], $2::int8[]) AS h(d, us) ON h.d = e.device_id
+        WHERE e.ts >= timestamptz 'epoch' + interval '1 microsecond'
+                      * least($3::int8, coalesce((SELECT min(us) FROM unnest($2::int8[]) AS m(us)),
+                                                 $3::int8))
+          AND e.ts >= timestamptz 'epoch' + interval '1 microsecond' * coalesce(h.us, $3::int8)
+        """,
+        [h[0] for h in horizons], [h[1] for h in horizons], default_from_us,
+    )
+    return ([r["device_id"] for r in rows], [r["kind"] for r in rows],
+            [int(r["ts_us"]) for r in rows], [float(r["value"]) for r in rows])
 
 
 async def delete_states(conn: asyncpg.Connection, rule_ids: Sequence[str]) -> None:

@@ -43,7 +43,9 @@ export class AlertStore extends EventTarget {
     this.error = null;
     this.stream = new LiveStream();
     this.stream.addEventListener('open', () => this.load());
-    this.stream.addEventListener('alert', (e) => this.put(e.detail));
+    // A correction from late data may move an alert back (reopen it, start it earlier): it
+    // replaces the alert whatever its state.
+    this.stream.addEventListener('alert', (e) => this.put(e.detail, e.detail.change === 'corrected'));
   }
 
   start() {
@@ -54,9 +56,9 @@ export class AlertStore extends EventTarget {
     this.stream.stop();
   }
 
-  put(alert) {
+  put(alert, replace = false) {
     const current = this.byId.get(alert.id);
-    if (current && compareVersions(alert, current) <= 0) return;
+    if (current && !replace && compareVersions(alert, current) <= 0) return;
     this.byId.set(alert.id, alert);
     this.dispatchEvent(new CustomEvent('change', { detail: { alert, fresh: !current && this.loaded } }));
   }

@@ -11,7 +11,7 @@ import pytest
 from ioc.ingest.rule_processor import RuleProcessor
 from ioc.metrics import Metrics
 from ioc.model import EventBatch
-from ioc.rules import DeviceMeta, Evaluation, RuleBatch, RuleEngine, Transition, load_rules_text
+from ioc.rules import Correction, DeviceMeta, Evaluation, RuleBatch, RuleEngine, Transition, load_rules_text
 from tests.support.events import make_batch
 
 RULE = """
@@ -27,10 +27,12 @@ rules:
 class Recorder:
     def __init__(self) -> None:
         self.transitions: list[Transition] = []
+        self.corrections: list[Correction] = []
 
     async def record(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
-                     received_at: float) -> None:
+                     received_at: float, corrections: Sequence[Correction] = ()) -> None:
         self.transitions += transitions
+        self.corrections += corrections
 
 
 def processor(limit: float) -> tuple[RuleProcessor, Recorder, list[int]]:
