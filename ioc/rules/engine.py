@@ -387,7 +387,9 @@ class RuleEngine:
         return ev
 
     def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
-        """Events at or before the clock of a stream they belong to (they need a replay)."""
+        """Events that need their device replayed: at or before the clock of a stream they
+        belong to, or ending a silence the absence timer reported before it lasted ``for`` in
+        event time (the reading shows there was no such silence: the alert is withdrawn)."""
         late = np.zeros(len(s_ts), dtype=np.bool_)
         if None in self._stream_kinds:
             late |= s_ts <= self._clocks.latest[s_slot]
@@ -395,6 +397,13 @@ class RuleEngine:
             sel = np.flatnonzero(stream == i)
             if len(sel):
                 late[sel] |= s_ts[sel] <= self._clocks.kinds[kind][s_slot[sel]]
+        for rs in self._states:
+            if rs.rule.absent is None or not rs.active:
+                continue
+            sel = np.flatnonzero(rs.arrays["firing"][s_slot] if rs.rule.kind is None else
+                                 rs.arrays["firing"][s_slot] & (stream == self._wanted.index(rs.rule.kind)))
+            clock = self._clocks.for_kind(rs.rule.kind)[s_slot[sel]]
+            late[sel] |= s_ts[sel] < clock + round(rs.rule.absent.for_s * 1e6)
         return late
 
     def _post_clocks(self, slots: np.ndarray, upd: ClockUpdate | None) -> ClockUpdate:
