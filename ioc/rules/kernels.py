@@ -1,8 +1,8 @@
 """Vectorized per-rule kernels over one device-grouped stream of consumed events.
 
 A :class:`Stream` holds the events one rule kind consumes in a batch,
-grouped by device slot and, within a device, in arrival order — which for
-consumed events is also non-decreasing ts order. Every kernel is a handful
+grouped by device slot and, within a device, in event-time order (the engine
+sorts each batch, and replays a device whose events come late). Every kernel is a handful
 of whole-array operations: run starts and firing state are carried forward
 with ``np.maximum.accumulate`` over "last marker" indices, segment by segment,
 starting from the state stored for each device.
