@@ -49,7 +49,9 @@ function alertItem(alert, ctx, { wall = false } = {}) {
     handled.push(h('span', {}, t('alert.ackBy', { who: alert.acknowledged_by }), ' · ',
       formatTime(alert.acknowledged_at)));
   }
-  if (alert.state === 'resolved' && alert.resolved_by) {
+  if (alert.state === 'resolved' && alert.resolved_by === 'late-data') {
+    handled.push(h('span', { class: 'withdrawn' }, t('alert.withdrawn')));
+  } else if (alert.state === 'resolved' && alert.resolved_by) {
     handled.push(h('span', {}, t('alert.resolvedBy', { who: alert.resolved_by }), ' · ',
       formatTime(alert.resolved_at)));
   }
@@ -85,7 +87,8 @@ function alertItem(alert, ctx, { wall = false } = {}) {
 }
 
 function versionKey(alert) {
-  return [alert.state, alert.count, alert.last_seen_at, alert.silenced, getLang()].join('|');
+  return [alert.state, alert.count, alert.started_at, alert.last_seen_at, alert.resolved_at,
+    alert.resolved_by, alert.silenced, getLang()].join('|');
 }
 
 /**
