@@ -12,7 +12,7 @@ from ioc.model import EventBatch
 from tests.integration.api.conftest import Api, readings
 
 MIN_US = 60_000_000
-NOW = int(time.time()) * 1_000_000
+NOW = int(time.time()) * 1_000_000  # reset when the devices are seeded: "online" is relative to it
 VN = dt.timezone(dt.timedelta(hours=7))
 
 
@@ -22,6 +22,8 @@ def show(us: int) -> str:
 
 @pytest.fixture(scope="module")
 def seeded(api: Api) -> Api:
+    global NOW
+    NOW = int(time.time()) * 1_000_000
     # 1-minute device seen 30 s ago: online. 5-minute device last seen 20 min ago: offline.
     api.store(readings("hg-nb-wl-001", NOW - 30 * MIN_US - 30_000_000, 31))
     api.store(readings("hg-vt-wl-001", NOW - 120 * MIN_US, 21, step_s=300))
