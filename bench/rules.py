@@ -1,19 +1,36 @@
 """Rule engine throughput: vectorized engine vs the per-event reference vs ``rule-engine``.
 
-Usage: ``.venv/bin/python bench/rules.py [--events 1000000] [--devices 100000] [--batch 10000]``
+Usage: ``.venv/bin/python bench/rules.py [--events 1000000] [--devices 100000] [--batch 10000]
+[--late 0.01 0.1] [--max-delay 600]``
 
 One process, one core. For 1, 10 and 100 rules (a mix of threshold and
 threshold+for with hysteresis, scoped by kind and mostly by district) over
 100k registered devices and two consecutive hours of 1M events each (five
 kinds), it times ``evaluate`` + ``commit`` per micro-batch, and separately the
-cost of building the batch's persisted rows (``state_rows`` + ``clock_rows``).
-The first hour starts from empty state, so every device above a threshold
-fires then; the second hour is the steady state. The baselines run on a prefix of the same
-events and are extrapolated to events/s: the reference evaluator (same
-semantics, one event at a time) and the ``rule-engine`` package evaluating
-the equivalent stateless threshold expression of every rule for every event
-(it has no ``for`` state, so it does strictly less work). Writes
-``bench/results/rules.json`` and prints a table.
+cost of building the batch's persisted rows (``state_rows`` + ``clock_rows`` +
+``checkpoint_changes``). The first hour starts from empty state, so every
+device above a threshold fires then; the second hour is the steady state.
+
+*In order*: events arrive in ts order, so every device's events come after
+what its rules consumed and the engine never replays. *Out of order* (100
+rules): the same two hours, but a fraction of the events (``--late``: 1% and
+10%) arrive late, each delayed by a uniform random 1 µs .. ``--max-delay``
+(10 min), well within the engine's ``max_lateness`` (1 h, passed explicitly);
+arrival is sorted by ts + delay and cut into two "hours" of the same sizes.
+A delayed event is late for the engine when an event of its device with a
+later or equal ts arrived in an earlier batch (about half of them with
+10-minute delays and ten events per device-hour); its device is replayed from
+a checkpoint, and the differences come out as corrections. Reported: events/s,
+corrections/s (``len(ev.corrections)`` over the timed span), the late events
+and replayed (batch, device) pairs (counted outside the timing from the
+arrival order), and ``recent_events`` after each hour.
+
+The baselines run on a prefix of the first in-order hour and are extrapolated
+to events/s: the reference evaluator (same semantics, one event at a time; one
+``run`` over the whole prefix, which it sorts per device) and the
+``rule-engine`` package evaluating the equivalent stateless threshold
+expression of every rule for every event (it has no ``for`` state, so it does
+strictly less work). Writes ``bench/results/rules.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -38,6 +55,9 @@ LEVELS = {  # (mean, spread) of generated readings per kind
 }
 DISTRICTS = ("Vị Thanh", "Ngã Bảy", "Long Mỹ", "Vị Thủy", "Châu Thành", "Châu Thành A", "Phụng Hiệp")
 RESULTS = Path(__file__).parent / "results" / "rules.json"
+T0_US = 1_790_000_000_000_000
+HOUR_US = 3_600_000_000
+MAX_LATENESS_S = 3600.0
 
 
 def make_devices(n: int) -> list[DeviceMeta]:
@@ -50,8 +70,7 @@ def make_events(n: int, n_devices: int, hour: int) -> tuple[RuleBatch, list[str]
     Each device has its own level (mean ± spread, the same every hour) and
     readings wander around it (noise of a tenth of the spread), like real
     stations: most never cross a threshold, a few sit above it, some hover
-    near it. Arrival order is ts order with up to 2 s of jitter, so a few
-    events arrive out of order.
+    near it. Events are in ts order (arrival order is event-time order).
     """
     kind_of = np.arange(n_devices) % len(KINDS)
     mean = np.array([LEVELS[k][0] for k in KINDS])[kind_of]
@@ -60,11 +79,53 @@ def make_events(n: int, n_devices: int, hour: int) -> tuple[RuleBatch, list[str]
     rng = np.random.default_rng(1 + hour)
     dev = rng.integers(0, n_devices, n)
     value = np.abs(level[dev] + rng.normal(0, 1, n) * spread[dev] / 10)
-    ts = 1_790_000_000_000_000 + hour * 3_600_000_000 + np.sort(rng.integers(0, 3_600_000_000, n)) \
-        + rng.integers(-2_000_000, 1, n)
+    ts = T0_US + hour * HOUR_US + np.sort(rng.integers(0, HOUR_US, n))
     ids = np.array([f"hg-{i:06d}" for i in range(n_devices)])[dev]
     kinds = np.array(KINDS)[kind_of[dev]]
     return RuleBatch(ids, kinds, ts.astype(np.int64), value), kinds.tolist()
+
+
+def concat(batches: list[RuleBatch]) -> RuleBatch:
+    return RuleBatch(
+        np.concatenate([np.asarray(b.device_id) for b in batches]),
+        np.concatenate([np.asarray(b.kind) for b in batches]),
+        np.concatenate([b.ts for b in batches]), np.concatenate([b.value for b in batches]),
+    )
+
+
+def delay_some(hours: list[RuleBatch], fraction: float, max_delay_s: float,
+               seed: int = 7) -> list[RuleBatch]:
+    """The events of ``hours`` with ``fraction`` of them (chosen at random) delayed by a
+    uniform 1 µs .. ``max_delay_s``: arrival order is ts + delay (stable), cut into
+    parts of the sizes of ``hours``."""
+    events = concat(hours)
+    n = len(events)
+    rng = np.random.default_rng(seed)
+    delay = np.zeros(n, dtype=np.int64)
+    chosen = rng.choice(n, round(fraction * n), replace=False)
+    delay[chosen] = rng.integers(1, round(max_delay_s * 1e6) + 1, len(chosen))
+    arrived = events.take(np.argsort(events.ts + delay, kind="stable"))
+    cuts = np.cumsum([len(h) for h in hours])[:-1]
+    return [arrived.take(part) for part in np.split(np.arange(n), cuts)]
+
+
+def lateness(hours: list[RuleBatch], size: int, n_devices: int) -> list[dict]:
+    """Per hour, the events the engine gets late (ts at or before the newest ts of their
+    device in earlier batches; each device reports one kind, read by every rule set
+    here, so that is its stream clock) and the replayed (batch, device) pairs."""
+    clock = np.full(n_devices, np.iinfo(np.int64).min, dtype=np.int64)
+    out = []
+    for events in hours:
+        dev = np.array([int(d[3:]) for d in np.asarray(events.device_id).tolist()])
+        late = replayed = 0
+        for lo in range(0, len(events), size):
+            d, t = dev[lo:lo + size], events.ts[lo:lo + size]
+            is_late = t <= clock[d]
+            late += int(is_late.sum())
+            replayed += len(np.unique(d[is_late]))
+            np.maximum.at(clock, d, t)
+        out.append({"late_events": late, "replayed_devices": replayed})
+    return out
 
 
 def make_rules(n: int) -> list[Rule]:
@@ -99,28 +160,33 @@ def bench_engine(
 ) -> list[dict]:
     """One engine over consecutive hours: the first starts from empty state (every
     device above a threshold fires), later ones are the steady state."""
-    engine = RuleEngine(rules, devices)
+    engine = RuleEngine(rules, devices, max_lateness_s=MAX_LATENESS_S)
     out = []
     for events in hours:
         eval_s = rows_s = 0.0
-        transitions = state_rows = clock_rows = 0
+        transitions = corrections = state_rows = clock_rows = checkpoints_taken = 0
         for lo in range(0, len(events), size):
             part = events.take(np.arange(lo, min(lo + size, len(events))))
             t0 = time.perf_counter()
             ev = engine.evaluate(part)
             engine.commit(ev)
             t1 = time.perf_counter()
-            s, c = ev.state_rows(), ev.clock_rows()
+            s, c, cp = ev.state_rows(), ev.clock_rows(), ev.checkpoint_changes()
             rows_s += time.perf_counter() - t1
             eval_s += t1 - t0
             transitions += len(ev.transitions)
+            corrections += len(ev.corrections)
             state_rows += len(s)
             clock_rows += len(c)
+            checkpoints_taken += len(cp.taken)
         n = len(events)
         out.append({
             "events_per_s": n / eval_s, "seconds": eval_s,
+            "corrections_per_s": corrections / eval_s,
             "events_per_s_with_rows": n / (eval_s + rows_s), "rows_seconds": rows_s,
-            "transitions": transitions, "state_rows": state_rows, "clock_rows": clock_rows,
+            "transitions": transitions, "corrections": corrections,
+            "state_rows": state_rows, "clock_rows": clock_rows,
+            "checkpoints_taken": checkpoints_taken, "recent_events": engine.recent_events,
         })
     return out
 
@@ -155,6 +221,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--reference-events", type=int, default=20_000)
     ap.add_argument("--rule-engine-events", type=int, default=2_000)
+    ap.add_argument("--late", type=float, nargs="*", default=[0.01, 0.1],
+                    help="fractions of events arriving late (100 rules)")
+    ap.add_argument("--max-delay", type=float, default=600.0, help="longest delay, seconds")
     args = ap.parse_args()
     devices = make_devices(args.devices)
     first, kinds = make_events(args.events, args.devices, 0)
@@ -171,30 +240,61 @@ def main() -> None:
             "speedup_vs_reference": cold["events_per_s"] / ref["events_per_s"],
             "speedup_vs_rule_engine": cold["events_per_s"] / re_["events_per_s"],
         })
+    out_of_order = []
+    rules = make_rules(100)
+    for fraction in args.late:
+        hours = delay_some([first, second], fraction, args.max_delay)
+        cold, warm = bench_engine(rules, devices, hours, args.batch)
+        late = lateness(hours, args.batch, args.devices)
+        out_of_order.append({
+            "rules": 100, "delayed_fraction": fraction, "max_delay_s": args.max_delay,
+            "engine_cold": cold | late[0], "engine_warm": warm | late[1],
+        })
     report = {
         "benchmark": "rules",
         "events": args.events, "devices": args.devices, "batch_size": args.batch,
+        "max_lateness_s": MAX_LATENESS_S,
         "machine": {"python": platform.python_version(), "numpy": np.__version__,
                     "processor": platform.processor() or platform.machine()},
         "note": "engine timed on all events of two consecutive hours (evaluate+commit, one "
-                "core; the first hour starts from empty state); reference and rule-engine "
-                "timed on a prefix of the first hour and extrapolated to events/s; speedups "
-                "use the first (slower) hour",
+                "core; the first hour starts from empty state); 'results': events in ts "
+                "order; 'out_of_order': the same events with a fraction delayed by up to "
+                "max_delay_s (late events replay their device; corrections/s over the same "
+                "timed span; late_events and replayed_devices counted from the arrival order); "
+                "reference and rule-engine timed on a prefix of the first hour and "
+                "extrapolated to events/s; speedups use the first (slower) hour",
         "results": results,
+        "out_of_order": out_of_order,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{args.events:,} events/hour, {args.devices:,} devices, batches of {args.batch:,}; "
           "events/s on one core (evaluate+commit; '+rows' adds building the persisted rows)")
+    print("in order:")
     print(f"{'rules':>5} {'1st hour':>11} {'+rows':>11} {'2nd hour':>11} {'+rows':>11} "
-          f"{'reference':>10} {'rule-engine':>12} {'×ref':>6} {'×r-e':>6} {'transitions':>14}")
+          f"{'reference':>10} {'rule-engine':>12} {'×ref':>6} {'×r-e':>6} {'transitions':>14} "
+          f"{'recent':>10}")
     for r in results:
         c, w = r["engine_cold"], r["engine_warm"]
         print(f"{r['rules']:>5} {c['events_per_s']:>11,.0f} {c['events_per_s_with_rows']:>11,.0f} "
               f"{w['events_per_s']:>11,.0f} {w['events_per_s_with_rows']:>11,.0f} "
               f"{r['reference']['events_per_s']:>10,.0f} {r['rule_engine']['events_per_s']:>12,.0f} "
               f"{r['speedup_vs_reference']:>6,.0f} {r['speedup_vs_rule_engine']:>6,.0f} "
-              f"{c['transitions']:>7,}/{w['transitions']:<6,}")
+              f"{c['transitions']:>7,}/{w['transitions']:<6,} {w['recent_events']:>10,}")
+    print(f"out of order, 100 rules, delays up to {args.max_delay:g} s "
+          f"(max_lateness {MAX_LATENESS_S:g} s); 1st hour / 2nd hour:")
+    print(f"{'late':>5} {'1st hour':>11} {'2nd hour':>11} {'+rows':>11} {'corr/s':>15} "
+          f"{'corrections':>15} {'late events':>15} {'replayed':>15} {'transitions':>14} "
+          f"{'recent':>10}")
+    for r in out_of_order:
+        c, w = r["engine_cold"], r["engine_warm"]
+        print(f"{r['delayed_fraction']:>5.0%} {c['events_per_s']:>11,.0f} "
+              f"{w['events_per_s']:>11,.0f} {w['events_per_s_with_rows']:>11,.0f} "
+              f"{c['corrections_per_s']:>7,.0f}/{w['corrections_per_s']:<7,.0f} "
+              f"{c['corrections']:>7,}/{w['corrections']:<7,} "
+              f"{c['late_events']:>7,}/{w['late_events']:<7,} "
+              f"{c['replayed_devices']:>7,}/{w['replayed_devices']:<7,} "
+              f"{c['transitions']:>7,}/{w['transitions']:<6,} {w['recent_events']:>10,}")
     print(f"wrote {RESULTS}")
 
 
