@@ -2,10 +2,11 @@
 
 Per device the engine needs every event it consumed since the device's horizon (its
 oldest kept checkpoint, at most ``1.5 × max_lateness`` behind its newest event). They are
-kept as column chunks in arrival order; chunks are merged like a binary counter (a chunk
-is merged into the one before it while that one is at most twice its size), so there are
-O(log n) chunks and each event is copied O(log n) times, and every merge drops events
-below their device's horizon.
+kept as column chunks in arrival order: one per batch, appended as they are (the batch
+already built the arrays), and folded into one chunk — dropping events below their
+device's horizon — once there are ``FOLD_AT`` of them. Appending costs nothing per event;
+folding copies the kept events once every ``FOLD_AT`` batches. A replay scans every chunk
+for its devices' events.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from ioc.rules.segments import NONE
 
 
 @dataclass(slots=True)
@@ -45,15 +44,18 @@ def empty_events() -> Events:
                   np.empty(0, np.float64))
 
 
+FOLD_AT = 64
+
+
 class RecentEvents:
     """The consumed events of every device since its horizon."""
 
     def __init__(self) -> None:
         self._chunks: list[Events] = []
         self._size = 0
-        self._since_prune = 0
 
     def __len__(self) -> int:
+        """Events kept (some below their device's horizon until the next fold)."""
         return self._size
 
     def append(self, events: Events, horizon: np.ndarray) -> None:
@@ -62,14 +64,9 @@ class RecentEvents:
             return
         self._chunks.append(events)
         self._size += len(events)
-        self._since_prune += len(events)
-        if self._since_prune > self._size // 2:
+        if len(self._chunks) >= FOLD_AT:
             self._chunks = [self._kept(Events.concat(self._chunks), horizon)]
-            self._since_prune = 0
-        while len(self._chunks) > 1 and len(self._chunks[-2]) <= 2 * len(self._chunks[-1]):
-            last = self._chunks.pop()
-            self._chunks[-1] = self._kept(Events.concat([self._chunks[-1], last]), horizon)
-        self._size = sum(len(c) for c in self._chunks)
+            self._size = len(self._chunks[0])
 
     @staticmethod
     def _kept(events: Events, horizon: np.ndarray) -> Events:
@@ -85,8 +82,3 @@ class RecentEvents:
             if sel.any():
                 parts.append(c.take(sel))
         return Events.concat(parts) if parts else empty_events()
-
-
-def horizon_default(capacity: int) -> np.ndarray:
-    """No horizon yet: every event of a device counts until it has a checkpoint."""
-    return np.full(capacity, NONE, dtype=np.int64)

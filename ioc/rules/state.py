@@ -74,6 +74,9 @@ class RuleState:
         self.fingerprint = fingerprint
         self.active = 0  # slots firing or with a pending run: 0 lets quiet batches skip the rule
         self.hot = np.zeros(capacity, dtype=np.bool_)  # which slots those are
+        # Slots whose state ever left the default: a checkpoint copies only these (a rule
+        # scoped to one kind and district has default state for most devices).
+        self.seen = np.zeros(capacity, dtype=np.bool_)
         self.defaults: dict[str, object] = {"firing": False}
         if rule.for_s:
             self.defaults["run_start"] = NONE
@@ -95,9 +98,17 @@ class RuleState:
             self.arrays[name] = _grown(arr, capacity, self.defaults[name])
             self.snaps[name] = _grown_entries(self.snaps[name], capacity, self.defaults[name])
         self.hot = _grown(self.hot, capacity, False)
+        self.seen = _grown(self.seen, capacity, False)
 
     def snapshot(self, entries: np.ndarray, slots: np.ndarray) -> None:
-        """Copy the committed state of ``slots`` into checkpoint ``entries``."""
+        """Copy the committed state of ``slots`` into checkpoint ``entries``.
+
+        Slots never seen hold the default state, and so does every entry of theirs.
+        """
+        some = np.flatnonzero(self.seen[slots])
+        if not len(some):
+            return
+        entries, slots = entries[some], slots[some]
         for name, arr in self.arrays.items():
             self.snaps[name][entries, slots] = arr[slots]
 
@@ -135,6 +146,7 @@ class RuleState:
         return StateUpdate(rule_pos, slots[changed], {k: v[changed] for k, v in new.items()})
 
     def apply(self, update: StateUpdate) -> None:
+        self.seen[update.slots] = True
         before = int(self.hot[update.slots].sum())
         for name, values in update.values.items():
             self.arrays[name][update.slots] = values
@@ -177,6 +189,7 @@ class RuleState:
         """Set ``slot`` from a decoded row (fields this rule type does not use are ignored);
         ``entry``: into that checkpoint entry instead of the committed state."""
         arrays = self.arrays if entry is None else {k: v[entry] for k, v in self.snaps.items()}
+        self.seen[slot] = True
         arrays["firing"][slot] = bool(d.get("firing", False))
         if "run_start" in arrays:
             arrays["run_start"][slot] = int(d.get("run_start", NONE))
