@@ -34,13 +34,20 @@ class KindCodes:
         """The code of each kind (new kinds get codes).
 
         A list (what the service hands over) goes through one C-level dict lookup per
-        event; a CodedList maps its distinct values only; numpy text is factorized first.
+        event; a CodedList maps its distinct values only; numpy text is compared with each
+        known kind (there are few), and only the rest is factorized.
         """
         if isinstance(kinds, CodedList):
             return self._of_names(kinds.values)[kinds.codes]
         if isinstance(kinds, np.ndarray):
-            uniq, inverse = np.unique(kinds, return_inverse=True)
-            return self._of_names(uniq.tolist())[inverse.reshape(-1)]
+            codes = np.full(len(kinds), -1, dtype=np.int64)
+            for code, name in enumerate(self.names):
+                codes[kinds == name] = code
+            rest = np.flatnonzero(codes < 0)
+            if len(rest):
+                uniq, inverse = np.unique(kinds[rest], return_inverse=True)
+                codes[rest] = self._of_names(uniq.tolist())[inverse.reshape(-1)]
+            return codes
         codes = np.fromiter(map(self.index.get, kinds, repeat(-1)), dtype=np.int64,
                             count=len(kinds))
         missing = np.flatnonzero(codes < 0)
