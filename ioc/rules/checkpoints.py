@@ -4,7 +4,9 @@ A checkpoint ``at`` of a device is its whole rule state (every rule, and its clo
 all its events with ``ts < at`` and none later. The committed state after a batch is such a
 checkpoint at ``latest + 1``, and it stays valid until an event with a smaller ts arrives —
 which is exactly a late event, whose replay starts from an older checkpoint and which
-invalidates the newer ones. Each device has ``ENTRIES`` snapshot entries:
+invalidates the newer ones. Each device has ``ENTRIES`` snapshot entries, planned after
+every batch with events of the device, whether rules read them or not (lateness is measured
+from its newest event of any kind):
 
 * after a batch, entries later than the earliest event it consumed for the device are
   dropped (they no longer hold "all events before ``at``");
@@ -16,8 +18,20 @@ invalidates the newer ones. Each device has ``ENTRIES`` snapshot entries:
   entry is at least ``max_lateness / 2`` older, so the base trails the newest event by at
   most ``1.5 × max_lateness`` and three entries always suffice.
 
-Before its first base a device's horizon is unset and its replays start from the empty
-state (the "genesis"), with all its events since it was first seen.
+Until a device has a base its replays start from the empty state (the "genesis"), with all
+its events since it was first seen. The empty state is a checkpoint at any time up to the
+device's first consumed event, so its first batch sets the horizon there, or ``max_lateness``
+behind its newest event if that is earlier: older events are ignored from the start, as they
+are once the device has a base (without it, a new device would count events of any age and
+keep all of them for replays until its newest event moved ``max_lateness`` on).
+
+Checkpoints are taken at batch ends only, so the horizon trails the newest event by
+``max_lateness`` to ``1.5 × max_lateness`` plus up to the step between two of the device's
+batches (its newest event then and now): a first batch spanning hours, or a device
+reporting once an hour, keeps counting events older than ``1.5 × max_lateness`` until its
+next batch moves the horizon. Late events add to that: they drop the entries after them, and
+the horizon waits for a younger one to age (while every batch repeats the device's newest
+timestamp none does — an open problem, see ``tests/unit/rules/test_event_time.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +44,8 @@ from ioc.rules.segments import NONE
 
 ENTRIES = 3
 GENESIS = -1
+NO_EVENT = np.iinfo(np.int64).max
+"""``earliest`` of a device that had no event consumed in a batch (it invalidates nothing)."""
 
 
 @dataclass(slots=True)
@@ -62,7 +78,8 @@ class Checkpoints:
 
     def choose(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(entry, at)`` of the newest checkpoint at or before ``ts`` per slot (GENESIS, NONE
-        when there is none: the device has no horizon yet)."""
+        when there is none: the device has no base yet, its replay starts from the empty
+        state)."""
         at = self.at[:, slots]
         ok = (at != NONE) & (at <= ts)
         best = np.where(ok, at, NONE).argmax(axis=0)
@@ -72,13 +89,15 @@ class Checkpoints:
 
     def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray,
              lateness_us: int) -> CheckpointPlan:
-        """Entries after a batch that consumed events from ``earliest`` on, the newest being
-        ``latest`` (per slot; ``slots`` unique)."""
+        """Entries after a batch with events of ``slots`` (unique): the earliest it consumed
+        per slot (``NO_EVENT``: none) and the newest of any kind, ``latest``."""
         old = self.at[:, slots]
         at = old.copy()
         at[(at != NONE) & (at > earliest)] = NONE
         aged = (at != NONE) & (at <= latest - lateness_us)
         horizon = np.maximum(self.horizon[slots], np.where(aged, at, NONE).max(axis=0))
+        first = (self.horizon[slots] == NONE) & (old == NONE).all(axis=0)
+        horizon[first] = np.minimum(earliest[first], latest[first] - lateness_us)
         at[(at != NONE) & (at < horizon)] = NONE
         newest = at.max(axis=0)
         free = at == NONE

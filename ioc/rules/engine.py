@@ -23,8 +23,11 @@ Event-time semantics (docs/contract/rules.md; the reference evaluator in
   rules, whose alerts an operator closes, get the missed fires as transitions.
 * **Lateness.** An event older than its device's horizon (the oldest
   checkpoint kept, between ``max_lateness`` and ``1.5 × max_lateness`` behind
-  the device's newest event) is ignored by every rule; every event within
-  ``max_lateness`` of the newest counts.
+  the device's newest event of any kind, plus up to the step between two of
+  its batches: checkpoints are taken at batch ends; late events can hold it
+  back longer, see ``checkpoints.py``) is ignored by every rule; every event
+  within ``max_lateness`` of the newest counts. A device's first batch sets
+  its horizon, so this holds from its first event on.
 * **Streams.** Each rule kind is a stream per device; kind-less rules read
   all kinds. ``rate`` reads only strictly increasing ts (equal timestamps
   have no defined rate: the first in order counts).
@@ -73,7 +76,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ioc.rules import kernels
-from ioc.rules.checkpoints import CheckpointPlan, Checkpoints
+from ioc.rules.checkpoints import NO_EVENT, CheckpointPlan, Checkpoints
 from ioc.rules.codec import rule_fingerprint
 from ioc.rules.corrections import Correction, diff, episodes
 from ioc.rules.history import Events, RecentEvents
@@ -376,14 +379,18 @@ class RuleEngine:
             clock_parts.append(self._evaluate_sorted(
                 ev, perm, s_slot, s_ts, stream, fresh, batch.value, batch.kind))
         ev._clock_update = _merge_clocks(clock_parts)
+        # Checkpoints and horizons follow every device of the batch, whether rules read its
+        # events or not: lateness is measured from its newest event of any kind.
+        devices = s_slot[segment_starts(s_slot)]
+        earliest = np.full(len(devices), NO_EVENT, dtype=np.int64)
         u = np.flatnonzero(used)
         if len(u):
             ev._consumed = Events(s_slot[u], s_ts[u], s_code[u], batch.value[perm[u]])
             first = segment_starts(ev._consumed.slot)
-            devices = ev._consumed.slot[first]
-            ev._plan_clocks = self._post_clocks(devices, ev._clock_update)
-            ev._plan = self._checkpoints.plan(devices, ev._consumed.ts[first],
-                                              ev._plan_clocks.latest, self._lateness_us)
+            earliest[np.searchsorted(devices, ev._consumed.slot[first])] = ev._consumed.ts[first]
+        ev._plan_clocks = self._post_clocks(devices, ev._clock_update)
+        ev._plan = self._checkpoints.plan(devices, earliest, ev._plan_clocks.latest,
+                                          self._lateness_us)
         return ev
 
     def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
