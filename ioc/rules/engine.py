@@ -372,9 +372,16 @@ class RuleEngine:
                 ev, perm[keep], s_slot[keep], s_ts[keep], stream[keep], fresh[keep],
                 batch.value, batch.kind))
             r = np.flatnonzero(in_replay & used)
-            clock_parts.append(self._replay(
+            replay_clocks = self._replay(
                 ev, replayed, Events(s_slot[r], s_ts[r], s_code[r], batch.value[perm[r]]),
-                perm[r]))
+                perm[r])
+            # The replay sees only the events rules read; a device's newest event (what
+            # lateness is measured from, and what a restart derives from stored events) may be
+            # of another kind, or ignored. Events are sorted by ts per device: the last is newest.
+            a = np.flatnonzero(in_replay)
+            newest = s_ts[a][segment_ends(segment_starts(s_slot[a]))]
+            replay_clocks.latest = np.maximum(replay_clocks.latest, newest)
+            clock_parts.append(replay_clocks)
         else:
             clock_parts.append(self._evaluate_sorted(
                 ev, perm, s_slot, s_ts, stream, fresh, batch.value, batch.kind))
