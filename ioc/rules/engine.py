@@ -810,10 +810,34 @@ class RuleEngine:
         return sorted(ignored)
 
     def load_clocks(self, rows: Iterable[tuple[str, str]]) -> None:
-        """Restore clock rows (see ``state.py``)."""
+        """Restore clock rows (see ``state.py``), e.g. the newest stored ts per device and kind.
+
+        Stored events include those older than their device's horizon, which no rule counted;
+        a kind clock below the horizon is therefore taken from the device's base checkpoint
+        instead (once checkpoints are loaded too, in either order).
+        """
         for device_id, text in rows:
             self._clocks.load(self._slot(device_id), json.loads(text))
+        self._settle_clocks()
         self._generation += 1
+
+    def _settle_clocks(self) -> None:
+        """Kind clocks below the horizon become those of the base checkpoint (at the horizon).
+
+        Every stored event at or after the horizon was consumed (the horizon only moves on,
+        and what it ignored lay below it), so a kind clock at or after it is right; below it,
+        the newest consumed event of the kind is the one the base checkpoint's clock holds.
+        """
+        n = len(self._registry)
+        horizon = self._checkpoints.horizon[:n]
+        at = self._checkpoints.at[:, :n]
+        is_base = (at == horizon) & (horizon != NONE)
+        has_base = is_base.any(axis=0)
+        entry = is_base.argmax(axis=0)
+        for k, clock in self._clocks.kinds.items():
+            stale = np.flatnonzero((horizon != NONE) & (clock[:n] < horizon))
+            base = self._clocks.snap_kinds[k][entry[stale], stale]
+            clock[stale] = np.where(has_base[stale], base, NONE)
 
     def load_checkpoints(
         self, entries: Iterable[tuple[str, int, int, str]],
@@ -837,6 +861,7 @@ class RuleEngine:
                 rs.load(self._slot(device_id), d, entry)
         for device_id, horizon in horizons:
             self._checkpoints.horizon[self._slot(device_id)] = horizon
+        self._settle_clocks()
         self._generation += 1
 
     def load_recent(self, batch: RuleBatch) -> None:
