@@ -472,8 +472,8 @@ class RuleEngine:
                 index: np.ndarray) -> ClockUpdate:
         """Re-evaluate the devices ``slots`` from checkpoints with ``events`` (theirs in the
         batch, in event-time order; ``index``: positions in the batch). Appends corrections
-        (and missed fires of ``auto_resolve: false`` rules) to ``ev`` and full state rows of
-        ``slots``; returns their clocks."""
+        (and missed fires of ``auto_resolve: false`` rules) to ``ev`` and the state changes
+        of ``slots``; returns their clocks."""
         k = len(slots)
         first = segment_starts(events.slot)
         entries, since = self._checkpoints.choose(slots, events.ts[first])
@@ -493,7 +493,10 @@ class RuleEngine:
         old_t = old_ev.transitions + self._timer_fires(slots, fork)
         self._corrections(ev, slots, since, before, old_t, new_ev.transitions)
         for pos, rs in enumerate(fork._states):
-            ev._state_updates.append(StateUpdate(pos, slots, rs.gather(np.arange(k))))
+            # Only the pairs whose state the replay changed: state_rows() promises no more.
+            upd = self._states[pos].diff(pos, slots, rs.gather(np.arange(k)))
+            if upd is not None:
+                ev._state_updates.append(upd)
         return ClockUpdate(slots, fork._clocks.latest[:k].copy(),
                            {kd: arr[:k].copy() for kd, arr in fork._clocks.kinds.items()})
 
