@@ -490,7 +490,7 @@ class RuleEngine:
         old_ev = fork._run(old, None)
         new_ev = fork._run(new, new_index)
         fork.commit(new_ev)
-        old_t = old_ev.transitions + self._timer_fires(slots, fork)
+        old_t = old_ev.transitions + self._timer_fires(slots, fork, since)
         self._corrections(ev, slots, since, before, old_t, new_ev.transitions)
         for pos, rs in enumerate(fork._states):
             # Only the pairs whose state the replay changed: state_rows() promises no more.
@@ -543,11 +543,12 @@ class RuleEngine:
         ]
         return ev
 
-    def _timer_fires(self, slots: np.ndarray, fork: RuleEngine) -> list[Transition]:
+    def _timer_fires(self, slots: np.ndarray, fork: RuleEngine,
+                     since: np.ndarray) -> list[Transition]:
         """Absence fires of the wall-clock timer for the replayed devices, which the replay of
         the old events cannot know; where the stream got no later event the replay keeps them
         firing (nothing changes), otherwise the new events decide whether that silence was
-        real."""
+        real. A fire before the replay's checkpoint (``since``) is already open there."""
         out = []
         k = len(slots)
         for pos, rs in enumerate(self._states):
@@ -561,7 +562,8 @@ class RuleEngine:
             fork._states[pos].arrays["firing"][:k] |= unchanged
             fork._states[pos].recount()
             for_us = round(rs.rule.absent.for_s * 1e6)
-            for i in np.flatnonzero(firing & ~unchanged).tolist():
+            after = clock + for_us >= since
+            for i in np.flatnonzero(firing & ~unchanged & after).tolist():
                 out.append(self._transition(
                     self._new_evaluation([]), pos, int(slots[i]), "fire", int(clock[i]) + for_us,
                     float("nan"), "", None))
@@ -779,9 +781,32 @@ class RuleEngine:
             for rs in self._states:
                 rs.snapshot(entries, slots)
             self._clocks.snapshot(entries, slots)
+            self._timer_after_checkpoints(entries, slots)
         if ev._consumed is not None:
             self._recent.append(ev._consumed, self._checkpoints.horizon)
         self._generation += 1
+
+    def _timer_after_checkpoints(self, entries: np.ndarray, slots: np.ndarray) -> None:
+        """Clear, in checkpoint ``entries`` of ``slots``, absences the timer reported at or
+        after the entry's ``at``.
+
+        An entry copies the committed state, where an absence is firing once the timer
+        reported it; but the entry is the state after the events before ``at``, and in event
+        time that silence began firing only at its ts (clock + for). A replay from the entry
+        then has the fire in its old transitions (``_timer_fires``), so that late events
+        amend or withdraw that very alert; were it open at the entry, the correction would
+        name the alert before it.
+        """
+        at = self._checkpoints.at[entries, slots]
+        for rs in self._states:
+            if rs.rule.absent is None:
+                continue
+            for_us = round(rs.rule.absent.for_s * 1e6)
+            snaps = (self._clocks.snap_latest if rs.rule.kind is None
+                     else self._clocks.snap_kinds[rs.rule.kind])
+            clock = snaps[entries, slots]
+            later = (clock == NONE) | (clock + for_us >= at)
+            rs.snaps["firing"][entries[later], slots[later]] = False
 
     # -- persistence ---------------------------------------------------------------
 
@@ -857,11 +882,17 @@ class RuleEngine:
             self._checkpoints.at[entry, slot] = at_us
             self._clocks.load(slot, json.loads(text), entry)
         by_id = {rs.rule.id: rs for rs in self._states}
+        loaded = []
         for rule_id, device_id, entry, text in states:
             d = json.loads(text)
             rs = by_id.get(rule_id)
             if rs is not None and d.get("def") == rs.fingerprint:
                 rs.load(self._slot(device_id), d, entry)
+                loaded.append((entry, self._slot(device_id)))
+        if loaded:
+            # The stored rows are copies of the committed ones, as the entries were taken.
+            e, sl = np.array(loaded, dtype=np.int64).T
+            self._timer_after_checkpoints(e, sl)
         for device_id, horizon in horizons:
             self._checkpoints.horizon[self._slot(device_id)] = horizon
         self._settle_clocks()
