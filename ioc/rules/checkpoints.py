@@ -63,18 +63,39 @@ class CheckpointPlan:
 class Checkpoints:
     """Entry times (``at``, per entry and slot) and horizons (per slot)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lateness_us: int) -> None:
+        self.lateness_us = lateness_us
         self.at = np.full((ENTRIES, capacity), NONE, dtype=np.int64)
         self.horizon = np.full(capacity, NONE, dtype=np.int64)
+        # Per slot, what lets a batch leave it out of the plan: its newest entry (a batch
+        # with an earlier event drops it) and the newest event at which an entry ages into
+        # the base or a new entry is due (NONE: no entry yet, plan every batch).
+        self._newest = np.full(capacity, NONE, dtype=np.int64)
+        self._due = np.full(capacity, NONE, dtype=np.int64)
 
     def grow(self, capacity: int) -> None:
         if capacity <= self.at.shape[1]:
             return
+        n = self.at.shape[1]
         at = np.full((ENTRIES, capacity), NONE, dtype=np.int64)
-        at[:, : self.at.shape[1]] = self.at
-        horizon = np.full(capacity, NONE, dtype=np.int64)
-        horizon[: len(self.horizon)] = self.horizon
-        self.at, self.horizon = at, horizon
+        at[:, :n] = self.at
+        self.at = at
+        for name in ("horizon", "_newest", "_due"):
+            grown = np.full(capacity, NONE, dtype=np.int64)
+            grown[:n] = getattr(self, name)
+            setattr(self, name, grown)
+
+    def reindex(self, slots: np.ndarray | None = None) -> None:
+        """Recompute what :meth:`plan` filters by, after ``at`` or ``horizon`` were set."""
+        if slots is None:
+            slots = np.arange(self.at.shape[1])
+        at, horizon = self.at[:, slots], self.horizon[slots]
+        newest = at.max(axis=0)
+        pending = np.where(at > horizon, at, NO_EVENT).min(axis=0)
+        ages = np.where(pending == NO_EVENT, NO_EVENT, pending + self.lateness_us)
+        due = np.minimum(ages, newest - 1 + max(1, self.lateness_us // 2))
+        self._newest[slots] = newest
+        self._due[slots] = np.where(newest == NONE, NONE, due)
 
     def choose(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(entry, at)`` of the newest checkpoint at or before ``ts`` per slot (GENESIS, NONE
@@ -87,10 +108,16 @@ class Checkpoints:
         chosen = at[best, np.arange(len(slots))]
         return np.where(has, best, GENESIS), np.where(has, chosen, NONE)
 
-    def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray,
-             lateness_us: int) -> CheckpointPlan:
+    def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray) -> CheckpointPlan:
         """Entries after a batch with events of ``slots`` (unique): the earliest it consumed
-        per slot (``NO_EVENT``: none) and the newest of any kind, ``latest``."""
+        per slot (``NO_EVENT``: none) and the newest of any kind, ``latest``.
+
+        The plan covers only the slots whose entries or horizon change: most devices of a
+        batch are quiet (nothing to drop, age or take), and are left out first.
+        """
+        keep = np.flatnonzero((self._newest[slots] > earliest) | (latest >= self._due[slots]))
+        slots, earliest, latest = slots[keep], earliest[keep], latest[keep]
+        lateness_us = self.lateness_us
         old = self.at[:, slots]
         at = old.copy()
         at[(at != NONE) & (at > earliest)] = NONE
@@ -111,3 +138,4 @@ class Checkpoints:
     def apply(self, plan: CheckpointPlan) -> None:
         self.at[:, plan.slots] = plan.at
         self.horizon[plan.slots] = plan.horizon
+        self.reindex(plan.slots)

@@ -104,6 +104,19 @@ def _merge_clocks(parts: list[ClockUpdate]) -> ClockUpdate | None:
                        {k: np.concatenate([p.kinds[k] for p in parts]) for k in parts[0].kinds})
 
 
+def _post_clocks(clocks: Clocks, slots: np.ndarray, upd: ClockUpdate | None) -> ClockUpdate:
+    """The clocks of ``slots`` (sorted, unique) once ``upd`` is committed (or after it was)."""
+    latest = clocks.latest[slots].copy()
+    kinds = {k: arr[slots].copy() for k, arr in clocks.kinds.items()}
+    if upd is not None and len(upd.slots) and len(slots):
+        pos = np.searchsorted(slots, upd.slots)
+        ok = (pos < len(slots)) & (slots[np.minimum(pos, len(slots) - 1)] == upd.slots)
+        latest[pos[ok]] = upd.latest[ok]
+        for k in kinds:
+            kinds[k][pos[ok]] = upd.kinds[k][ok]
+    return ClockUpdate(slots, latest, kinds)
+
+
 class StaleEvaluationError(RuntimeError):
     """``commit`` got an evaluation computed before some other change to the engine."""
 
@@ -154,7 +167,6 @@ class Evaluation:
     _clock_update: ClockUpdate | None = None
     _consumed: Events | None = None
     _plan: CheckpointPlan | None = None
-    _plan_clocks: ClockUpdate | None = None
 
     def state_rows(self) -> list[tuple[str, str, str]]:
         """``(rule_id, device_id, state_json)`` for every (rule, device) whose state changed."""
@@ -183,9 +195,7 @@ class Evaluation:
         a_entry, a_pos = plan.added
         taken = []
         if len(a_pos):
-            assert self._plan_clocks is not None
-            sub = ClockUpdate(self._plan_clocks.slots[a_pos], self._plan_clocks.latest[a_pos],
-                              {k: v[a_pos] for k, v in self._plan_clocks.kinds.items()})
+            sub = _post_clocks(self._clocks, plan.slots[a_pos], self._clock_update)
             clocks = dict(self._clocks.rows(sub, ids[a_pos].tolist()))
             taken = [(d, e, int(plan.at[e, p]), clocks[d])
                      for d, e, p in zip(ids[a_pos].tolist(), a_entry.tolist(), a_pos.tolist(),
@@ -222,7 +232,7 @@ class RuleEngine:
         self._mark = np.zeros(self._capacity, dtype=np.bool_)  # scratch: a set of slots
         self._since = np.zeros(self._capacity, dtype=np.int64)  # scratch: a ts per slot
         self._clocks = Clocks(self._capacity)
-        self._checkpoints = Checkpoints(self._capacity)
+        self._checkpoints = Checkpoints(self._capacity, self._lateness_us)
         self._recent = RecentEvents()
         self._kinds = KindCodes()
         self._states: list[RuleState] = []
@@ -395,9 +405,9 @@ class RuleEngine:
             ev._consumed = Events(s_slot[u], s_ts[u], s_code[u], batch.value[perm[u]])
             first = segment_starts(ev._consumed.slot)
             earliest[np.searchsorted(devices, ev._consumed.slot[first])] = ev._consumed.ts[first]
-        ev._plan_clocks = self._post_clocks(devices, ev._clock_update)
-        ev._plan = self._checkpoints.plan(devices, earliest, ev._plan_clocks.latest,
-                                          self._lateness_us)
+        latest = np.maximum(self._clocks.latest[devices],
+                            s_ts[segment_ends(segment_starts(s_slot))])
+        ev._plan = self._checkpoints.plan(devices, earliest, latest)
         return ev
 
     def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
@@ -419,18 +429,6 @@ class RuleEngine:
             clock = self._clocks.for_kind(rs.rule.kind)[s_slot[sel]]
             late[sel] |= s_ts[sel] < clock + round(rs.rule.absent.for_s * 1e6)
         return late
-
-    def _post_clocks(self, slots: np.ndarray, upd: ClockUpdate | None) -> ClockUpdate:
-        """The clocks of ``slots`` (sorted, unique) once ``upd`` is committed."""
-        latest = self._clocks.latest[slots].copy()
-        kinds = {k: arr[slots].copy() for k, arr in self._clocks.kinds.items()}
-        if upd is not None and len(upd.slots):
-            pos = np.searchsorted(slots, upd.slots)
-            ok = (pos < len(slots)) & (slots[np.minimum(pos, len(slots) - 1)] == upd.slots)
-            latest[pos[ok]] = upd.latest[ok]
-            for k in kinds:
-                kinds[k][pos[ok]] = upd.kinds[k][ok]
-        return ClockUpdate(slots, latest, kinds)
 
     def _evaluate_sorted(
         self, ev: Evaluation, perm: np.ndarray, s_slot: np.ndarray, s_ts: np.ndarray,
@@ -511,7 +509,7 @@ class RuleEngine:
         fork._mark = np.zeros(k, dtype=np.bool_)
         fork._since = np.zeros(k, dtype=np.int64)
         fork._clocks = self._clocks.replica(slots, entries)
-        fork._checkpoints = Checkpoints(k)
+        fork._checkpoints = Checkpoints(k, self._lateness_us)
         fork._recent = RecentEvents()
         fork._kinds = self._kinds
         fork._states = [rs.replica(slots, entries) for rs in self._states]
@@ -895,6 +893,7 @@ class RuleEngine:
             self._timer_after_checkpoints(e, sl)
         for device_id, horizon in horizons:
             self._checkpoints.horizon[self._slot(device_id)] = horizon
+        self._checkpoints.reindex()
         self._settle_clocks()
         self._generation += 1
 
