@@ -15,7 +15,16 @@ from ioc.rules import (
     backtest,
     load_rules_text,
 )
-from tests.unit.rules.rules_testing import S, batch, run_cut
+from ioc.rules.corrections import AlertRecord
+from ioc.rules.reference import reference_alerts
+from tests.unit.rules.rules_testing import (
+    AlertBook,
+    S,
+    StoredRules,
+    batch,
+    run_book,
+    run_cut,
+)
 
 DEVICES = [
     DeviceMeta("vt-1", "Trạm Cầu Cái Nhúc", "Vị Thanh", ("river", "tide")),
@@ -142,18 +151,26 @@ def test_count_window_is_persisted_as_state() -> None:
     assert ev.state_rows() == []
 
 
-def test_late_events_are_ignored_and_out_of_order_ones_skipped() -> None:
+def test_late_events_are_ignored_and_out_of_order_ones_count() -> None:
     rule = """
   - id: hot
     when: {op: ">", value: 5}
 """
-    # ts 100 first; ts 40 is 60s older (late with 30s lateness); ts 90 is in lateness but out of order
-    assert run(rule, [("vt-1", "a", 100 * S, 1.0), ("vt-1", "a", 40 * S, 9.0),
-                      ("vt-1", "a", 90 * S, 9.0)], lateness=30) == []
-    # another kind's reading within lateness still counts
+    # ts 100 first; ts 40 is 60 s older (beyond 1.5 × the 30 s lateness: ignored); ts 90 is
+    # within lateness: it counts, in event time, and the alert it makes is raised as a correction
+    engine = RuleEngine(rules(rule), DEVICES, 30)
+    seen = []
+    for event in [("vt-1", "a", 100 * S, 1.0), ("vt-1", "a", 40 * S, 9.0), ("vt-1", "a", 90 * S, 9.0)]:
+        ev = engine.evaluate(batch([event]))
+        seen.append(([t.action for t in ev.transitions],
+                     [(c.action, c.new and (c.new.start_us // S, c.new.end_us, c.new.fires))
+                      for c in ev.corrections]))
+        engine.commit(ev)
+    assert seen == [([], []), ([], []), ([], [("raise", (90, 100 * S, 1))])]
+    # another kind's reading within lateness still counts, at once: its stream has no later event
     assert run(rule.replace("when", "kind: b\n    when"), [
         ("vt-1", "a", 100 * S, 1.0), ("vt-1", "b", 90 * S, 9.0),
-    ], lateness=30) == [("hot", "vt-1", "fire", 90, 1)]
+    ], lateness=30, cuts=(1,)) == [("hot", "vt-1", "fire", 90, 1)]
 
 
 def test_auto_resolve_false_emits_no_clear_but_re_arms() -> None:
@@ -270,10 +287,12 @@ def test_large_batch_matches_small_cuts_with_many_devices() -> None:
     events = [(f"dev-{d}", "water_level", int(t) * S, float(v)) for d, t, v in zip(
         rng.integers(0, 300, n), np.sort(rng.integers(0, 3000, n)) + rng.integers(-30, 1, n),
         rng.uniform(1.5, 2.1, n), strict=True)]
-    rule = FLOOD.replace('    where: {district: "Vị Thanh"}\n', "").replace("5m", "20s")
-    whole = run(rule, events, lateness=10)
+    rule = rules(FLOOD.replace('    where: {district: "Vị Thanh"}\n', "").replace("5m", "20s"))
+    # every event is at most 30 s older than one before it: within a 30 s lateness, all count
+    whole = run_book(RuleEngine(rule, DEVICES, 30), events).records()
     assert len(whole) > 50
-    assert run(rule, events, lateness=10, cuts=tuple(range(0, n, 437))) == whole
+    assert whole == reference_alerts(rule, DEVICES, batch(events))
+    assert run_book(RuleEngine(rule, DEVICES, 30), events, cuts=range(0, n, 437)).records() == whole
 
 
 @pytest.mark.parametrize("dict_max", [-1, 10**6], ids=["vectorized", "dict"])
@@ -287,4 +306,73 @@ def test_device_lookup_survives_hash_collisions(
     assert [t.device_id for t in ev.transitions] == ["nb-1", "new"]
     engine.commit(ev)
     ev = engine.evaluate(batch([("new", "x", S, 1.0), ("vt-1", "x", S, 9.0)]))
-    assert [(t.device_id, t.action) for t in ev.transitions] == [("new", "clear"), ("vt-1", "fire")]
+    # ordered by device (registration order), then event time
+    assert [(t.device_id, t.action) for t in ev.transitions] == [("vt-1", "fire"), ("new", "clear")]
+
+
+# -- event time: small cases the property tests found -----------------------------------------
+
+HOT = "  - id: hot\n    kind: a\n    when: {op: '>', value: 5}\n"
+
+
+def test_a_devices_first_batch_sets_its_horizon() -> None:
+    """Before, a device counted events of any age until its newest event moved a lateness on."""
+    engine = RuleEngine(rules(HOT), DEVICES, 1)
+    book = run_book(engine, [("vt-1", "a", 100 * S, 1.0), ("vt-1", "a", 97 * S, 9.0)], cuts=(1,))
+    assert book.records() == []
+    assert engine.horizon_of("vt-1") == 99 * S
+
+
+def test_lateness_is_measured_from_the_newest_event_of_any_kind() -> None:
+    """Events of a kind no rule reads move the horizon too (before, only consumed ones did)."""
+    engine = RuleEngine(rules(HOT), DEVICES, 1)
+    arrivals = [("vt-1", "b", 100 * S, 1.0), ("vt-1", "b", 110 * S, 1.0), ("vt-1", "a", 97 * S, 9.0)]
+    assert run_book(engine, arrivals, cuts=(1, 2)).records() == []
+
+
+def test_a_replay_keeps_the_newest_event_of_a_kind_no_rule_reads() -> None:
+    engine = RuleEngine(rules(HOT), DEVICES)
+    engine.commit(engine.evaluate(batch([("vt-1", "a", 10 * S, 1.0)])))
+    ev = engine.evaluate(batch([("vt-1", "a", 5 * S, 1.0), ("vt-1", "b", 20 * S, 1.0)]))
+    assert ev.clock_rows() == [("vt-1", '{"latest":20000000,"kinds":{"a":10000000}}')]
+
+
+def test_a_replay_writes_only_the_state_it_changed() -> None:
+    engine = RuleEngine(rules(HOT), DEVICES)
+    engine.commit(engine.evaluate(batch([("vt-1", "a", 10 * S, 1.0)])))
+    ev = engine.evaluate(batch([("vt-1", "a", 5 * S, 1.0)]))
+    assert (ev.state_rows(), ev.transitions, ev.corrections) == ([], [], [])
+
+
+def test_restart_takes_kind_clocks_below_the_horizon_from_the_base_checkpoint() -> None:
+    """A stored event the horizon made rules ignore must not become its kind's clock again."""
+    yaml_rules = rules("  - id: gone\n    kind: f\n    absent: {for: 3s}\n" + HOT)
+    db, engine = StoredRules(), RuleEngine(yaml_rules, DEVICES, 1)
+    arrivals = [("vt-1", "f", 95 * S, 1.0), ("vt-1", "a", 100 * S, 1.0),
+                ("vt-1", "a", 110 * S, 1.0), ("vt-1", "f", 98 * S, 1.0)]  # the last is ignored
+    for event in arrivals:
+        ev = engine.evaluate(batch([event]))
+        db.store([event], ev)
+        engine.commit(ev)
+    restored = db.restore(yaml_rules, DEVICES, 1)
+    assert restored.export_clocks() == engine.export_clocks()
+    fired = [(t.action, t.ts_us) for t in restored.check_absent(120 * S).transitions]
+    assert fired == [(t.action, t.ts_us) for t in engine.check_absent(120 * S).transitions]
+    assert fired == [("fire", 98 * S)]
+
+
+def test_a_reading_within_the_silence_the_timer_reported_withdraws_that_alert() -> None:
+    """The timer reported an absence (ts 58) that a checkpoint then held as open, so the
+    correction of a later reading at 57 named the alert before it; now the fire is in the
+    replay's old transitions and that alert is withdrawn."""
+    absent = rules("  - id: gone\n    kind: w\n    absent: {for: 3s}\n")
+    engine, book = RuleEngine(absent, DEVICES), AlertBook()
+    for step in ([("vt-1", "w", 55 * S, 0.0)], 59 * S, [("vt-1", "w", 0, 0.0)],
+                 [("vt-1", "w", 57 * S, 0.0)]):
+        ev = engine.check_absent(step) if isinstance(step, int) else engine.evaluate(batch(step))
+        book.apply(ev.transitions, ev.corrections)
+        engine.commit(ev)
+        if step == [("vt-1", "w", 57 * S, 0.0)]:
+            assert [(c.action, c.old and c.old.start_us) for c in ev.corrections] == [
+                ("withdraw", 58 * S)]
+    assert book.records() == [AlertRecord("gone", "vt-1", 3 * S, 55 * S, 1)]
