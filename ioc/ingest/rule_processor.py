@@ -111,7 +111,8 @@ class RuleProcessor:
                 return None
         await save_states(conn, ev.state_rows())
         checkpoints = ev.checkpoint_changes()
-        await save_checkpoints(conn, checkpoints.dropped, checkpoints.taken, checkpoints.horizons)
+        await save_checkpoints(conn, checkpoints.dropped, checkpoints.taken, checkpoints.horizons,
+                               checkpoints.written, checkpoints.rows)
         after_sink = None
         if (ev.transitions or ev.corrections) and self.sink is not None:
             after_sink = await self.sink.record(conn, ev.transitions, received_at, ev.corrections)

@@ -58,6 +58,7 @@ class CheckpointPlan:
     old_horizon: np.ndarray
     added: tuple[np.ndarray, np.ndarray]  # (entry, position in slots) of entries to fill
     freed: tuple[np.ndarray, np.ndarray]  # (entry, position) of entries emptied or replaced
+    cut: tuple[np.ndarray, np.ndarray]  # (entry, position) taking a replay's state at its cut
 
 
 class Checkpoints:
@@ -108,19 +109,35 @@ class Checkpoints:
         chosen = at[best, np.arange(len(slots))]
         return np.where(has, best, GENESIS), np.where(has, chosen, NONE)
 
-    def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray) -> CheckpointPlan:
+    def plan(self, slots: np.ndarray, earliest: np.ndarray, latest: np.ndarray,
+             cut: np.ndarray) -> CheckpointPlan:
         """Entries after a batch with events of ``slots`` (unique): the earliest it consumed
-        per slot (``NO_EVENT``: none) and the newest of any kind, ``latest``.
+        per slot (``NO_EVENT``: none), the newest of any kind, ``latest``, and where a replay
+        of the slot's device offers its state before the batch's events (``cut``; NONE: not
+        replayed).
+
+        A replayed device drops its entries after the batch's earliest event, and when its
+        events keep coming at or before its newest ts (two kinds of one instant in separate
+        messages, a camera's detections within one second) every entry taken at a batch end
+        would be dropped by the next batch and none would age into a base. The replay's state
+        just before the batch's earliest event is a checkpoint there, which the next batch
+        leaves alone unless it comes earlier still: it is taken when newer than every entry
+        kept.
 
         The plan covers only the slots whose entries or horizon change: most devices of a
         batch are quiet (nothing to drop, age or take), and are left out first.
         """
-        keep = np.flatnonzero((self._newest[slots] > earliest) | (latest >= self._due[slots]))
-        slots, earliest, latest = slots[keep], earliest[keep], latest[keep]
+        keep = np.flatnonzero((self._newest[slots] > earliest) | (latest >= self._due[slots])
+                              | (cut != NONE))
+        slots, earliest, latest, cut = slots[keep], earliest[keep], latest[keep], cut[keep]
         lateness_us = self.lateness_us
         old = self.at[:, slots]
         at = old.copy()
         at[(at != NONE) & (at > earliest)] = NONE
+        free = at == NONE
+        cut_pos = np.flatnonzero((cut != NONE) & (cut > at.max(axis=0)) & free.any(axis=0))
+        cut_entry = free.argmax(axis=0)[cut_pos]
+        at[cut_entry, cut_pos] = cut[cut_pos]
         aged = (at != NONE) & (at <= latest - lateness_us)
         horizon = np.maximum(self.horizon[slots], np.where(aged, at, NONE).max(axis=0))
         first = (self.horizon[slots] == NONE) & (old == NONE).all(axis=0)
@@ -133,7 +150,9 @@ class Checkpoints:
         entry = free.argmax(axis=0)[pos]
         at[entry, pos] = latest[pos] + 1
         freed = np.nonzero((old != NONE) & (at != old))
-        return CheckpointPlan(slots, at, horizon, self.horizon[slots], (entry, pos), freed)
+        kept = at[cut_entry, cut_pos] == cut[cut_pos]  # a cut below the new horizon went again
+        return CheckpointPlan(slots, at, horizon, self.horizon[slots], (entry, pos), freed,
+                              (cut_entry[kept], cut_pos[kept]))
 
     def apply(self, plan: CheckpointPlan) -> None:
         self.at[:, plan.slots] = plan.at

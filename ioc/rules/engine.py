@@ -167,6 +167,7 @@ class Evaluation:
     _clock_update: ClockUpdate | None = None
     _consumed: Events | None = None
     _plan: CheckpointPlan | None = None
+    _cut: ReplayCut | None = None
 
     def state_rows(self) -> list[tuple[str, str, str]]:
         """``(rule_id, device_id, state_json)`` for every (rule, device) whose state changed."""
@@ -202,7 +203,25 @@ class Evaluation:
                                         strict=True)]
         moved = np.flatnonzero(plan.horizon != plan.old_horizon)
         horizons = list(zip(ids[moved].tolist(), plan.horizon[moved].tolist(), strict=True))
-        return CheckpointChanges(dropped, taken, horizons)
+        written: list[tuple[str, int, int, str]] = []
+        rows: list[tuple[str, str, int, str]] = []
+        c_entry, c_pos = plan.cut
+        if len(c_pos):
+            assert self._cut is not None
+            at = np.searchsorted(self._cut.slots, plan.slots[c_pos])
+            clocks = dict(self._clocks.rows(
+                ClockUpdate(plan.slots[c_pos], self._cut.latest[at],
+                            {k: v[at] for k, v in self._cut.kinds.items()}),
+                ids[c_pos].tolist()))
+            for d, e, p in zip(ids[c_pos].tolist(), c_entry.tolist(), c_pos.tolist(), strict=True):
+                written.append((d, e, int(plan.at[e, p]), clocks[d]))
+            for rs, values in zip(self._states, self._cut.states, strict=True):
+                empty = f'{{"def":"{rs.fingerprint}"}}'
+                for d, e, i in zip(ids[c_pos].tolist(), c_entry.tolist(), at.tolist(), strict=True):
+                    text = rs.row_json(values, i)
+                    if text != empty:
+                        rows.append((rs.rule.id, d, e, text))
+        return CheckpointChanges(dropped, taken, horizons, written, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +230,28 @@ class CheckpointChanges:
 
     ``dropped``: ``(device_id, entry)`` whose rows go; ``taken``: ``(device_id, entry, at_us,
     clock_json)`` whose rule rows are copies of the device's committed ``rule_state`` rows;
-    ``horizons``: ``(device_id, horizon_us)``.
+    ``horizons``: ``(device_id, horizon_us)``; ``written``: entries (as ``taken``) holding a
+    replay's state at its cut, whose rule rows are ``rows``: ``(rule_id, device_id, entry,
+    state_json)``.
     """
 
     dropped: list[tuple[str, int]]
     taken: list[tuple[str, int, int, str]]
     horizons: list[tuple[str, int]]
+    written: list[tuple[str, int, int, str]] = field(default_factory=list)
+    rows: list[tuple[str, str, int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ReplayCut:
+    """The replayed devices' state just before the batch's earliest event of each (their
+    ``cut``): every rule's state and the clocks, by position in ``slots`` (sorted)."""
+
+    slots: np.ndarray
+    cut: np.ndarray
+    states: list[dict[str, np.ndarray]]
+    latest: np.ndarray
+    kinds: dict[str, np.ndarray]
 
 
 class RuleEngine:
@@ -407,7 +442,10 @@ class RuleEngine:
             earliest[np.searchsorted(devices, ev._consumed.slot[first])] = ev._consumed.ts[first]
         latest = np.maximum(self._clocks.latest[devices],
                             s_ts[segment_ends(segment_starts(s_slot))])
-        ev._plan = self._checkpoints.plan(devices, earliest, latest)
+        cut = np.full(len(devices), NONE, dtype=np.int64)
+        if ev._cut is not None:
+            cut[np.searchsorted(devices, ev._cut.slots)] = ev._cut.cut
+        ev._plan = self._checkpoints.plan(devices, earliest, latest, cut)
         return ev
 
     def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
@@ -481,15 +519,26 @@ class RuleEngine:
         self._mark[slots] = False
         fork = self._replica(slots, entries)
         before = [rs.arrays["firing"][:k].copy() for rs in fork._states]
-        old = Events(np.searchsorted(slots, known.slot), known.ts, known.kind, known.value)
+        # Known events before the batch's earliest (the cut) are the same in the old and the
+        # new evaluation: run once, and the state there is a checkpoint (see Checkpoints.plan).
+        cut = events.ts[first]
+        known = Events(np.searchsorted(slots, known.slot), known.ts, known.kind, known.value)
+        early = known.ts < cut[known.slot]
+        common_ev = fork._run(known.take(early), None)
+        fork.commit(common_ev)
+        ev._cut = ReplayCut(slots, cut, [rs.gather(np.arange(k)) for rs in fork._states],
+                            fork._clocks.latest[:k].copy(),
+                            {kd: arr[:k].copy() for kd, arr in fork._clocks.kinds.items()})
+        old = known.take(~early)
         new = Events.concat([old, Events(np.searchsorted(slots, events.slot), events.ts,
                                          events.kind, events.value)])
         new_index = np.concatenate([np.full(len(old), -1, dtype=np.int64), index])
         old_ev = fork._run(old, None)
         new_ev = fork._run(new, new_index)
         fork.commit(new_ev)
-        old_t = old_ev.transitions + self._timer_fires(slots, fork, since)
-        self._corrections(ev, slots, since, before, old_t, new_ev.transitions)
+        old_t = common_ev.transitions + old_ev.transitions + self._timer_fires(slots, fork, since)
+        self._corrections(ev, slots, since, before, old_t,
+                          common_ev.transitions + new_ev.transitions)
         for pos, rs in enumerate(fork._states):
             # Only the pairs whose state the replay changed: state_rows() promises no more.
             upd = self._states[pos].diff(pos, slots, rs.gather(np.arange(k)))
@@ -780,9 +829,25 @@ class RuleEngine:
                 rs.snapshot(entries, slots)
             self._clocks.snapshot(entries, slots)
             self._timer_after_checkpoints(entries, slots)
+            self._write_cut(ev)
         if ev._consumed is not None:
             self._recent.append(ev._consumed, self._checkpoints.horizon)
         self._generation += 1
+
+    def _write_cut(self, ev: Evaluation) -> None:
+        """Fill the entries the plan gave to replay cuts with the replay's state there."""
+        assert ev._plan is not None
+        entries, pos = ev._plan.cut
+        if not len(pos):
+            return
+        assert ev._cut is not None
+        slots = ev._plan.slots[pos]
+        at = np.searchsorted(ev._cut.slots, slots)
+        for rs, values in zip(self._states, ev._cut.states, strict=True):
+            rs.write_entry(entries, slots, {name: v[at] for name, v in values.items()})
+        self._clocks.snap_latest[entries, slots] = ev._cut.latest[at]
+        for kd, arr in self._clocks.snap_kinds.items():
+            arr[entries, slots] = ev._cut.kinds[kd][at]
 
     def _timer_after_checkpoints(self, entries: np.ndarray, slots: np.ndarray) -> None:
         """Clear, in checkpoint ``entries`` of ``slots``, absences the timer reported at or

@@ -112,6 +112,13 @@ class RuleState:
         for name, arr in self.arrays.items():
             self.snaps[name][entries, slots] = arr[slots]
 
+    def write_entry(self, entries: np.ndarray, slots: np.ndarray,
+                    values: dict[str, np.ndarray]) -> None:
+        """Set checkpoint ``entries`` of ``slots`` to ``values`` (a state computed elsewhere)."""
+        self.seen[slots] = True
+        for name, v in values.items():
+            self.snaps[name][entries, slots] = v
+
     def replica(self, slots: np.ndarray, entries: np.ndarray) -> RuleState:
         """A state of ``len(slots)`` slots holding ``slots`` as of checkpoint ``entries``."""
         rs = RuleState(self.rule, self.fingerprint, max(1, len(slots)))

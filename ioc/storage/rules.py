@@ -129,11 +129,14 @@ async def load_states(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
 
 async def save_checkpoints(conn: asyncpg.Connection, dropped: Sequence[tuple[str, int]],
                            taken: Sequence[tuple[str, int, int, str]],
-                           horizons: Sequence[tuple[str, int]]) -> None:
+                           horizons: Sequence[tuple[str, int]],
+                           written: Sequence[tuple[str, int, int, str]] = (),
+                           rows: Sequence[tuple[str, str, int, str]] = ()) -> None:
     """Drop snapshot entries, take new ones as copies of the committed rule rows (call after
-    :func:`save_states` in the same transaction), move horizons. Entry e is checkpoint e + 1;
-    an entry taken replaces whatever rows it had."""
-    cleared = [*dropped, *((d, e) for d, e, _, _ in taken)]
+    :func:`save_states` in the same transaction), write entries given in full (``written``
+    with their rule ``rows``), move horizons. Entry e is checkpoint e + 1; an entry taken or
+    written replaces whatever rows it had."""
+    cleared = [*dropped, *((d, e) for d, e, _, _ in (*taken, *written))]
     if cleared:
         devices, entries = (list(c) for c in zip(*cleared, strict=True))
         await conn.execute(
@@ -160,6 +163,21 @@ async def save_checkpoints(conn: asyncpg.Connection, dropped: Sequence[tuple[str
             INSERT INTO rule_checkpoints (device_id, entry, at_us, clocks)
             SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[]::jsonb[])
             """, devices, entries, at, clocks)
+    if written:
+        devices, entries, at, clocks = (list(c) for c in zip(*written, strict=True))
+        await conn.execute(
+            """
+            INSERT INTO rule_checkpoints (device_id, entry, at_us, clocks)
+            SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[]::jsonb[])
+            """, devices, entries, at, clocks)
+    if rows:
+        rule_ids, devices, entries, states = (list(c) for c in zip(*rows, strict=True))
+        await conn.execute(
+            """
+            INSERT INTO rule_state (rule_id, device_id, checkpoint, state, updated_at)
+            SELECT r, d, e + 1, s::jsonb, now()
+            FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[]) AS u(r, d, e, s)
+            """, rule_ids, devices, entries, states)
     if horizons:
         devices, values = (list(c) for c in zip(*horizons, strict=True))
         await conn.execute(
