@@ -211,6 +211,11 @@ class StoredRules:
             self.entries[(device_id, entry)] = (at_us, clock)
             self.entry_rules[(device_id, entry)] = {
                 r: text for (r, d), text in self.rule_state.items() if d == device_id}
+        for device_id, entry, at_us, clock in changes.written:
+            self.entries[(device_id, entry)] = (at_us, clock)
+            self.entry_rules[(device_id, entry)] = {}
+        for rule_id, device_id, entry, text in changes.rows:
+            self.entry_rules[(device_id, entry)][rule_id] = text
         for device_id, horizon in changes.horizons:
             self.horizons[device_id] = horizon
 
