@@ -536,7 +536,7 @@ class RuleEngine:
         old_ev = fork._run(old, None)
         new_ev = fork._run(new, new_index)
         fork.commit(new_ev)
-        old_t = common_ev.transitions + old_ev.transitions + self._timer_fires(slots, fork, since)
+        old_t = common_ev.transitions + old_ev.transitions + self._timer_fires(slots, fork, before)
         self._corrections(ev, slots, since, before, old_t,
                           common_ev.transitions + new_ev.transitions)
         for pos, rs in enumerate(fork._states):
@@ -591,11 +591,14 @@ class RuleEngine:
         return ev
 
     def _timer_fires(self, slots: np.ndarray, fork: RuleEngine,
-                     since: np.ndarray) -> list[Transition]:
+                     before: list[np.ndarray]) -> list[Transition]:
         """Absence fires of the wall-clock timer for the replayed devices, which the replay of
         the old events cannot know; where the stream got no later event the replay keeps them
         firing (nothing changes), otherwise the new events decide whether that silence was
-        real. A fire before the replay's checkpoint (``since``) is already open there."""
+        real. A fire the replay's checkpoint holds as open (``before``: firing there, as when
+        the checkpoint was taken after the timer reported a silence that began before it) is
+        not repeated; one it does not hold — taken before the timer ran, or cleared as later
+        than the checkpoint — is the old transitions' last."""
         out = []
         k = len(slots)
         for pos, rs in enumerate(self._states):
@@ -609,8 +612,7 @@ class RuleEngine:
             fork._states[pos].arrays["firing"][:k] |= unchanged
             fork._states[pos].recount()
             for_us = round(rs.rule.absent.for_s * 1e6)
-            after = clock + for_us >= since
-            for i in np.flatnonzero(firing & ~unchanged & after).tolist():
+            for i in np.flatnonzero(firing & ~unchanged & ~before[pos]).tolist():
                 out.append(self._transition(
                     self._new_evaluation([]), pos, int(slots[i]), "fire", int(clock[i]) + for_us,
                     float("nan"), "", None))
