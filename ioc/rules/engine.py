@@ -71,7 +71,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -401,10 +401,9 @@ class RuleEngine:
         codes = self._kinds.codes(batch.kind)
         perm = self._event_order(slots, batch.ts, codes, batch.value)
         s_slot, s_ts, s_code = slots[perm], batch.ts[perm], codes[perm]
-        stream = self._kinds.positions(self._wanted)[s_code] if self._wanted else (
-            np.full(len(perm), -1, dtype=np.int64))
+        stream = self._streams_of(s_code)
         fresh = s_ts >= self._checkpoints.horizon[s_slot]
-        used = fresh if None in self._stream_kinds else fresh & (stream >= 0)
+        used = fresh & self._read(stream)
         late = used & self._late(s_slot, s_ts, stream)
         clock_parts = []
         if late.any():
@@ -447,6 +446,16 @@ class RuleEngine:
             cut[np.searchsorted(devices, ev._cut.slots)] = ev._cut.cut
         ev._plan = self._checkpoints.plan(devices, earliest, latest, cut)
         return ev
+
+    def _streams_of(self, codes: np.ndarray) -> np.ndarray:
+        """For each kind code, the position of its kind among the rule kinds (-1: none)."""
+        if not self._wanted:
+            return np.full(len(codes), -1, dtype=np.int64)
+        return self._kinds.positions(self._wanted)[codes]
+
+    def _read(self, stream: np.ndarray) -> np.ndarray:
+        """Which events some rule reads: all with a kind-less rule, else those of rule kinds."""
+        return np.full(len(stream), None in self._stream_kinds, dtype=np.bool_) | (stream >= 0)
 
     def _late(self, s_slot: np.ndarray, s_ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
         """Events that need their device replayed: at or before the clock of a stream they
@@ -577,15 +586,14 @@ class RuleEngine:
             return ev
         perm = self._event_order(events.slot, events.ts, events.kind, events.value)
         s_code = events.kind[perm]
-        stream = self._kinds.positions(self._wanted)[s_code] if self._wanted else (
-            np.full(len(perm), -1, dtype=np.int64))
+        stream = self._streams_of(s_code)
         names = np.asarray(self._kinds.names, dtype=object)[events.kind]
         ev._clock_update = self._evaluate_sorted(
             ev, perm, events.slot[perm], events.ts[perm], stream,
             np.ones(len(perm), dtype=np.bool_), events.value, names)
         ev.transitions = [
-            _with_index(t, None if index is None or t.event_index is None
-                        or index[t.event_index] < 0 else int(index[t.event_index]))
+            replace(t, event_index=None if index is None or t.event_index is None
+                    or index[t.event_index] < 0 else int(index[t.event_index]))
             for t in ev.transitions
         ]
         return ev
@@ -972,9 +980,7 @@ class RuleEngine:
         slots = np.array([self._slot(str(d)) for d in batch.device_id], dtype=np.int64)
         codes = self._kinds.codes(batch.kind)
         keep = batch.ts >= self._checkpoints.horizon[slots]
-        if None not in self._stream_kinds:
-            keep &= self._kinds.positions(self._wanted)[codes] >= 0
-        k = np.flatnonzero(keep)
+        k = np.flatnonzero(keep & self._read(self._streams_of(codes)))
         self._recent.append(Events(slots[k], batch.ts[k], codes[k], batch.value[k]),
                             self._checkpoints.horizon)
         self._generation += 1
@@ -1003,10 +1009,3 @@ class RuleEngine:
         upd = ClockUpdate(slots, self._clocks.latest[slots],
                           {k: arr[slots] for k, arr in self._clocks.kinds.items()})
         return self._clocks.rows(upd, self._registry.device_ids(slots, []))
-
-
-def _with_index(t: Transition, index: int | None) -> Transition:
-    if t.event_index == index:
-        return t
-    return Transition(t.rule_id, t.device_id, t.action, t.ts_us, t.value, t.severity, t.message,
-                      t.kind, index)
