@@ -195,14 +195,13 @@ class Recorder:
                 [c.new.fires - c.old.fires for c in batch],  # type: ignore[union-attr]
                 [_last_fire(c) for c in batch],
             ])
-            notes = {target[id(c)]: _amend_note(c) for c in batch}
+            by_alert = {target[id(c)]: c for c in batch}
             for row in rows:
-                change = "corrected"
-                c_old = next(c for c in batch if target[id(c)] == row["id"])
-                if c_old.old.end_us is None and row["state"] == "resolved":  # type: ignore[union-attr]
-                    change = "resolved"
+                c = by_alert[row["id"]]
+                was_open = c.old.end_us is None  # type: ignore[union-attr]
+                change = "resolved" if was_open and row["state"] == "resolved" else "corrected"
                 written.changes.append(Change(order, change, alert_dict(row), LATE_DATA,
-                                              notes[row["id"]]))
+                                              _amend_note(c)))
         if raise_:
             cols: list[list[Any]] = [[] for _ in range(12)]
             for c in raise_:

@@ -158,13 +158,8 @@ async def save_checkpoints(conn: asyncpg.Connection, dropped: Sequence[tuple[str
             FROM unnest($1::text[], $2::int2[]) AS u(d, e)
             JOIN rule_state s ON s.device_id = u.d AND s.checkpoint = 0
             """, devices, entries)
-        await conn.execute(
-            """
-            INSERT INTO rule_checkpoints (device_id, entry, at_us, clocks)
-            SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[]::jsonb[])
-            """, devices, entries, at, clocks)
-    if written:
-        devices, entries, at, clocks = (list(c) for c in zip(*written, strict=True))
+    if taken or written:
+        devices, entries, at, clocks = (list(c) for c in zip(*taken, *written, strict=True))
         await conn.execute(
             """
             INSERT INTO rule_checkpoints (device_id, entry, at_us, clocks)
