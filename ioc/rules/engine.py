@@ -86,11 +86,13 @@ from ioc.rules.messages import render, renderer
 from ioc.rules.model import DeviceMeta, Rule
 from ioc.rules.registry import DeviceRegistry, scope_masks
 from ioc.rules.segments import NONE, segment_ends, segment_starts, shift_in_segment
-from ioc.rules.state import Clocks, ClockUpdate, RuleState, StateUpdate
+from ioc.rules.state import Clocks, ClockUpdate, EntryPick, RuleState, StateUpdate
 from ioc.rules.transitions import Transition
 
 FIRE, CLEAR = 0, 1
 _ACTIONS = ("fire", "clear")
+NEW, OLD, CUT = range(3)  # the copies of a replay's devices (RuleEngine._replay)
+COPIES = 3
 __all__ = ["Evaluation", "RuleBatch", "RuleEngine", "StaleEvaluationError", "Transition"]
 
 
@@ -265,7 +267,6 @@ class RuleEngine:
         self._registry = DeviceRegistry()
         self._capacity = 1024
         self._mark = np.zeros(self._capacity, dtype=np.bool_)  # scratch: a set of slots
-        self._since = np.zeros(self._capacity, dtype=np.int64)  # scratch: a ts per slot
         self._clocks = Clocks(self._capacity)
         self._checkpoints = Checkpoints(self._capacity, self._lateness_us)
         self._recent = RecentEvents()
@@ -347,7 +348,6 @@ class RuleEngine:
         cap = max(needed, self._capacity * 2)
         self._capacity = cap
         self._mark = np.zeros(cap, dtype=np.bool_)
-        self._since = np.zeros(cap, dtype=np.int64)
         self._clocks.grow(cap)
         self._checkpoints.grow(cap)
         for rs in self._states:
@@ -522,55 +522,68 @@ class RuleEngine:
         k = len(slots)
         first = segment_starts(events.slot)
         entries, since = self._checkpoints.choose(slots, events.ts[first])
-        self._mark[slots] = True
-        self._since[slots] = since
-        known = self._recent.take(self._mark, self._since)
-        self._mark[slots] = False
-        fork = self._replica(slots, entries)
+        known = self._recent.take(slots, since)
+        # One run over three copies of the devices, all from the checkpoint (one pass of
+        # every rule instead of three): copy NEW gets the known events and the batch's, copy
+        # OLD the known events only, copy CUT the known events before the batch's earliest
+        # (they are the same in the old and the new evaluation), which leaves the state
+        # there: a checkpoint (see Checkpoints.plan).
+        fork = self._replica(slots, entries, COPIES)
         before = [rs.arrays["firing"][:k].copy() for rs in fork._states]
-        # Known events before the batch's earliest (the cut) are the same in the old and the
-        # new evaluation: run once, and the state there is a checkpoint (see Checkpoints.plan).
         cut = events.ts[first]
-        known = Events(np.searchsorted(slots, known.slot), known.ts, known.kind, known.value)
-        early = known.ts < cut[known.slot]
-        common_ev = fork._run(known.take(early), None)
-        fork.commit(common_ev)
-        ev._cut = ReplayCut(slots, cut, [rs.gather(np.arange(k)) for rs in fork._states],
-                            fork._clocks.latest[:k].copy(),
-                            {kd: arr[:k].copy() for kd, arr in fork._clocks.kinds.items()})
-        old = known.take(~early)
-        new = Events.concat([old, Events(np.searchsorted(slots, events.slot), events.ts,
-                                         events.kind, events.value)])
-        new_index = np.concatenate([np.full(len(old), -1, dtype=np.int64), index])
-        old_ev = fork._run(old, None)
-        new_ev = fork._run(new, new_index)
-        fork.commit(new_ev)
-        old_t = common_ev.transitions + old_ev.transitions + self._timer_fires(slots, fork, before)
-        self._corrections(ev, slots, since, before, old_t,
-                          common_ev.transitions + new_ev.transitions)
+        local = np.searchsorted(slots, known.slot)
+        early = known.ts < cut[local]
+        copies = [
+            Events(np.concatenate([local, np.searchsorted(slots, events.slot)]),
+                   np.concatenate([known.ts, events.ts]), np.concatenate([known.kind, events.kind]),
+                   np.concatenate([known.value, events.value])),
+            Events(local + OLD * k, known.ts, known.kind, known.value),
+            Events(local[early] + CUT * k, known.ts[early], known.kind[early],
+                   known.value[early]),
+        ]
+        run = Events.concat(copies)
+        copy_of = np.repeat(np.arange(COPIES), [len(c) for c in copies])
+        batch_index = np.full(len(run), -1, dtype=np.int64)
+        batch_index[len(known):len(known) + len(index)] = index
+        run_ev = fork._run(run, np.arange(len(run)))
+        fork.commit(run_ev)
+        cut_slots = np.arange(CUT * k, (CUT + 1) * k)
+        ev._cut = ReplayCut(slots, cut, [rs.gather(cut_slots) for rs in fork._states],
+                            fork._clocks.latest[cut_slots],
+                            {kd: arr[cut_slots] for kd, arr in fork._clocks.kinds.items()})
+        old_t = [replace(t, event_index=None) for t in run_ev.transitions
+                 if copy_of[t.event_index] == OLD]
+        new_t = [replace(t, event_index=None if batch_index[t.event_index] < 0
+                         else int(batch_index[t.event_index]))
+                 for t in run_ev.transitions if copy_of[t.event_index] == NEW]
+        old_t += self._timer_fires(slots, fork, before)
+        self._corrections(ev, slots, since, before, old_t, new_t)
+        mine = np.arange(k)
         for pos, rs in enumerate(fork._states):
             # Only the pairs whose state the replay changed: state_rows() promises no more.
-            upd = self._states[pos].diff(pos, slots, rs.gather(np.arange(k)))
+            upd = self._states[pos].diff(pos, slots, rs.gather(mine))
             if upd is not None:
                 ev._state_updates.append(upd)
         return ClockUpdate(slots, fork._clocks.latest[:k].copy(),
                            {kd: arr[:k].copy() for kd, arr in fork._clocks.kinds.items()})
 
-    def _replica(self, slots: np.ndarray, entries: np.ndarray) -> RuleEngine:
-        """An engine over just ``slots`` (as slots 0..k-1) at the given checkpoint entries."""
+    def _replica(self, slots: np.ndarray, entries: np.ndarray, copies: int) -> RuleEngine:
+        """An engine over ``copies`` copies of ``slots`` (copy ``j`` of ``slots[i]`` is slot
+        ``i + j * len(slots)``), each at the given checkpoint entries."""
         fork = RuleEngine.__new__(RuleEngine)
+        slots, entries = np.tile(slots, copies), np.tile(entries, copies)
         k = max(1, len(slots))
         fork._lateness_us = self._lateness_us
-        fork._registry = DeviceRegistry()
-        fork._registry.add(self._registry.metas[s] for s in slots.tolist())
+        fork._registry = DeviceRegistry.repeated(
+            [self._registry.metas[s] for s in slots[:len(slots) // copies].tolist()], copies)
         fork._capacity = k
         fork._mark = np.zeros(k, dtype=np.bool_)
-        fork._since = np.zeros(k, dtype=np.int64)
-        fork._clocks = self._clocks.replica(slots, entries)
+        pick = EntryPick.of(slots, entries)
+        fork._clocks = self._clocks.replica(pick)
         fork._checkpoints = Checkpoints(k, self._lateness_us)
         fork._recent = RecentEvents()
         fork._kinds = self._kinds
-        fork._states = [rs.replica(slots, entries) for rs in self._states]
+        fork._states = [rs.replica(pick) for rs in self._states]
         fork._scopes = [None if s is None else s[slots] for s in self._scopes]
         fork._stream_kinds = self._stream_kinds
         fork._wanted = self._wanted

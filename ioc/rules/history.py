@@ -2,11 +2,12 @@
 
 Per device the engine needs every event it consumed since the device's horizon (its
 oldest kept checkpoint, at most ``1.5 × max_lateness`` behind its newest event). They are
-kept as column chunks in arrival order: one per batch, appended as they are (the batch
-already built the arrays), and folded into one chunk — dropping events below their
-device's horizon — once there are ``FOLD_AT`` of them. Appending costs nothing per event;
-folding copies the kept events once every ``FOLD_AT`` batches. A replay scans every chunk
-for its devices' events.
+kept as column chunks: one per batch, appended as they are (the batch already built the
+arrays), and every ``FOLD_AT`` batches merged into one chunk while older chunks drop events
+below their device's horizon (see ``RecentEvents._fold``). Appending costs nothing per
+event; folding copies each event about once. A replay finds its devices' events by binary
+search in the folded chunks (each sorted by slot the first time a replay reads it) and by a
+scan of the fresh ones.
 """
 
 from __future__ import annotations
@@ -47,38 +48,93 @@ def empty_events() -> Events:
 FOLD_AT = 64
 
 
+def _of_slots(by_slot: Events, slots: np.ndarray, since: np.ndarray) -> Events:
+    """The events of ``slots`` with ts >= ``since`` (per slot) in ``by_slot`` (sorted by slot)."""
+    lo = np.searchsorted(by_slot.slot, slots, "left")
+    n = np.searchsorted(by_slot.slot, slots, "right") - lo
+    total = int(n.sum())
+    if not total:
+        return empty_events()
+    idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(total)
+    found = by_slot.take(idx)
+    return found.take(found.ts >= np.repeat(since, n))
+
+
+def _live(events: Events, horizon: np.ndarray) -> Events:
+    keep = events.ts >= horizon[events.slot]
+    return events if keep.all() else events.take(keep)
+
+
 class RecentEvents:
     """The consumed events of every device since its horizon."""
 
     def __init__(self) -> None:
-        self._chunks: list[Events] = []
+        # Folded chunks, and the same sorted by slot (made by the first replay that reads the
+        # chunk: a stream that is never late never sorts).
+        self._folded: list[Events] = []
+        self._by_slot: list[Events | None] = []
+        self._fresh: list[Events] = []
         self._size = 0
+        self._slots = 0  # one more than the highest slot kept
 
     def __len__(self) -> int:
-        """Events kept (some below their device's horizon until the next fold)."""
+        """Events kept (some below their device's horizon until a fold drops them)."""
         return self._size
 
     def append(self, events: Events, horizon: np.ndarray) -> None:
         """Add a batch's consumed events; ``horizon`` (per slot) bounds what is kept."""
         if not len(events):
             return
-        self._chunks.append(events)
+        self._fresh.append(events)
         self._size += len(events)
-        if len(self._chunks) >= FOLD_AT:
-            self._chunks = [self._kept(Events.concat(self._chunks), horizon)]
-            self._size = len(self._chunks[0])
+        self._slots = max(self._slots, int(events.slot.max()) + 1)
+        if len(self._fresh) >= FOLD_AT:
+            self._fold(horizon)
 
-    @staticmethod
-    def _kept(events: Events, horizon: np.ndarray) -> Events:
-        keep = events.ts >= horizon[events.slot]
-        return events if keep.all() else events.take(keep)
+    def _fold(self, horizon: np.ndarray) -> None:
+        """Merge the fresh chunks' live events (at or above their horizon) into one chunk, and
+        drop the events that fell below their horizon from the older chunks.
 
-    def take(self, wanted: np.ndarray, since: np.ndarray) -> Events:
-        """The events of slots where ``wanted`` (bool per slot) with ts >= ``since[slot]``."""
+        Events arrive roughly in time order, so an old chunk is mostly wholly below its
+        devices' horizons (dropped without a copy) or wholly above (kept as it is); only a
+        chunk that lost more than half its events is copied, and such small remainders are
+        merged, so that the chunks stay few and what is kept stays within twice what is live.
+        """
+        merged = Events.concat([_live(c, horizon) for c in self._fresh])
+        folded: list[Events] = [merged] if len(merged) else []
+        by_slot: list[Events | None] = [None] if len(merged) else []
+        small = []
+        for c, sorted_c in zip(self._folded, self._by_slot, strict=True):
+            live = c.ts >= horizon[c.slot]
+            n = int(np.count_nonzero(live))
+            if 2 * n > len(c):
+                folded.append(c)
+                by_slot.append(sorted_c)
+            elif n:
+                small.append(c.take(live))
+        if small:
+            folded.append(Events.concat(small))
+            by_slot.append(None)
+        self._folded, self._by_slot, self._fresh = folded, by_slot, []
+        self._size = sum(map(len, folded))
+
+    def take(self, slots: np.ndarray, since: np.ndarray) -> Events:
+        """The events of ``slots`` (sorted, unique) with ts >= ``since`` (one per slot)."""
         parts = []
-        for c in self._chunks:
-            sel = wanted[c.slot]
-            sel &= c.ts >= since[c.slot]
-            if sel.any():
-                parts.append(c.take(sel))
+        for i, c in enumerate(self._folded):
+            if self._by_slot[i] is None:
+                self._by_slot[i] = c.take(np.argsort(c.slot, kind="stable"))
+            parts.append(_of_slots(self._by_slot[i], slots, since))  # type: ignore[arg-type]
+        if self._fresh:
+            wanted = np.zeros(self._slots, dtype=np.bool_)
+            lower = np.zeros(self._slots, dtype=np.int64)
+            inside = slots[slots < self._slots]
+            wanted[inside] = True
+            lower[inside] = since[: len(inside)]
+            for c in self._fresh:
+                sel = wanted[c.slot]
+                sel &= c.ts >= lower[c.slot]
+                if sel.any():
+                    parts.append(c.take(sel))
+        parts = [p for p in parts if len(p)]
         return Events.concat(parts) if parts else empty_events()

@@ -137,6 +137,19 @@ class DeviceRegistry:
         self._keys = np.insert(self._keys, at, h[order])
         self._key_slots = np.insert(self._key_slots, at, np.arange(first, n)[order])
 
+    @classmethod
+    def repeated(cls, metas: Sequence[DeviceMeta], times: int) -> DeviceRegistry:
+        """Slot ``i + j * len(metas)`` holds ``metas[i]``, for ``times`` copies: a replay
+        evaluates copies of the same devices side by side, and their transitions name the
+        real device. Looking an id up finds its first copy."""
+        reg = cls()
+        reg.add(metas)
+        n = len(metas)
+        reg.ids = reg.ids * times
+        reg.metas = reg.metas * times
+        reg._id_array = np.tile(reg._id_array[:n], times)
+        return reg
+
     def meta(self, slot: int, provisional: Sequence[str]) -> DeviceMeta:
         """Metadata of ``slot``; provisional (uncommitted) devices have none."""
         if slot < len(self.ids):

@@ -48,13 +48,24 @@ def _grown_entries(arr: np.ndarray, capacity: int, fill: object) -> np.ndarray:
     return out
 
 
-def _from_entries(live: np.ndarray, snaps: np.ndarray, slots: np.ndarray,
-                  entries: np.ndarray, fill: object) -> np.ndarray:
-    """Values of ``slots`` at checkpoint ``entries`` (-1: the empty state), as a new array."""
-    out = np.full((max(1, len(slots)), *live.shape[1:]), fill, dtype=live.dtype)
-    has = np.flatnonzero(entries >= 0)
-    out[has] = snaps[entries[has], slots[has]]
-    return out
+@dataclass(slots=True)
+class EntryPick:
+    """Slots and the checkpoint entry of each to read (``genesis``: the empty state instead),
+    shared by every array a replica copies."""
+
+    slots: np.ndarray
+    entries: np.ndarray
+    genesis: np.ndarray
+
+    @classmethod
+    def of(cls, slots: np.ndarray, entries: np.ndarray) -> EntryPick:
+        """``entries``: an entry per slot, or -1 for the empty state."""
+        return cls(slots, np.maximum(entries, 0), entries < 0)
+
+    def read(self, snaps: np.ndarray, fill: object) -> np.ndarray:
+        out = snaps[self.entries, self.slots]
+        out[self.genesis] = fill
+        return out
 
 
 @dataclass(slots=True)
@@ -69,7 +80,8 @@ class StateUpdate:
 class RuleState:
     """The state arrays one rule needs (only those its type uses)."""
 
-    def __init__(self, rule: Rule, fingerprint: str, capacity: int) -> None:
+    def __init__(self, rule: Rule, fingerprint: str, capacity: int, *,
+                 checkpoints: bool = True) -> None:
         self.rule = rule
         self.fingerprint = fingerprint
         self.active = 0  # slots firing or with a pending run: 0 lets quiet batches skip the rule
@@ -91,7 +103,8 @@ class RuleState:
         for name, fill in self.defaults.items():
             shape = (capacity, self.window) if name == "window" else (capacity,)
             self.arrays[name] = np.full(shape, fill, dtype=_DTYPES[name])
-            self.snaps[name] = np.full((ENTRIES, *shape), fill, dtype=_DTYPES[name])
+            if checkpoints:
+                self.snaps[name] = np.full((ENTRIES, *shape), fill, dtype=_DTYPES[name])
 
     def grow(self, capacity: int) -> None:
         for name, arr in self.arrays.items():
@@ -119,12 +132,12 @@ class RuleState:
         for name, v in values.items():
             self.snaps[name][entries, slots] = v
 
-    def replica(self, slots: np.ndarray, entries: np.ndarray) -> RuleState:
-        """A state of ``len(slots)`` slots holding ``slots`` as of checkpoint ``entries``."""
-        rs = RuleState(self.rule, self.fingerprint, max(1, len(slots)))
-        for name, arr in self.arrays.items():
-            rs.arrays[name] = _from_entries(arr, self.snaps[name], slots, entries,
-                                            self.defaults[name])
+    def replica(self, pick: EntryPick) -> RuleState:
+        """A state of ``len(pick.slots)`` slots holding those slots as of their entries; it
+        takes no checkpoints of its own."""
+        rs = RuleState(self.rule, self.fingerprint, 0, checkpoints=False)
+        rs.arrays = {name: pick.read(self.snaps[name], self.defaults[name]) for name in self.arrays}
+        rs.seen = np.ones(len(pick.slots), dtype=np.bool_)
         rs.recount()
         return rs
 
@@ -249,12 +262,11 @@ class Clocks:
         for k, arr in self.kinds.items():
             self.snap_kinds[k][entries, slots] = arr[slots]
 
-    def replica(self, slots: np.ndarray, entries: np.ndarray) -> Clocks:
-        """Clocks of ``len(slots)`` slots holding ``slots`` as of checkpoint ``entries``."""
-        c = Clocks(max(1, len(slots)))
-        c.latest = _from_entries(self.latest, self.snap_latest, slots, entries, NONE)
-        c.kinds = {k: _from_entries(arr, self.snap_kinds[k], slots, entries, NONE)
-                   for k, arr in self.kinds.items()}
+    def replica(self, pick: EntryPick) -> Clocks:
+        """Clocks of ``len(pick.slots)`` slots holding those slots as of their entries."""
+        c = Clocks(len(pick.slots))
+        c.latest = pick.read(self.snap_latest, NONE)
+        c.kinds = {k: pick.read(self.snap_kinds[k], NONE) for k in self.kinds}
         return c
 
     def at_entries(self, entries: np.ndarray, slots: np.ndarray) -> ClockUpdate:
