@@ -199,9 +199,18 @@ class LiveFeed:
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
+                # Whatever else is queued goes out in the same write: in a storm a frame a
+                # write costs the server more than the frame.
+                chunk = []
+                while item is not None:
+                    if item[0] > seen:
+                        chunk.append(item[1])
+                    if sub.queue.empty():
+                        break
+                    item = sub.queue.get_nowait()
+                if chunk:
+                    yield b"".join(chunk)
                 if item is None:
                     return
-                if item[0] > seen:
-                    yield item[1]
         finally:
             self.unsubscribe(sub)

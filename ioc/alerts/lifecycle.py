@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ioc.alerts import episodes
 from ioc.alerts.config import NotificationConfig
 from ioc.alerts.shape import alert_dict, district_slug, iso
 from ioc.alerts.silences import Silence, active_silences, silenced
@@ -88,74 +89,108 @@ class Recorder:
     async def apply(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
                     received_at: float | None,
                     corrections: Sequence[Correction] = ()) -> Written:
-        """Apply fire/clear transitions in order (a key may fire, clear and fire in one batch),
-        then the corrections late events made (see :meth:`_correct`).
+        """Apply the batch's fire/clear transitions, then the corrections late events made
+        (see :meth:`_correct`).
 
-        Transitions are split into waves in which each (rule, device) occurs once, so that each
-        wave is one set-based statement per action however large the batch is.
+        Transitions are read per (rule, device) as episodes (``ioc/alerts/episodes.py``): one
+        statement updates the alerts open before the batch (repeated, resolved), one inserts
+        every other episode — resolved already if it ended in the batch — however large the
+        batch and however often a key fires and clears in it.
         """
         await stored.lock_alert_writes(conn)
         district = await device_districts(
             conn, {t.device_id for t in transitions} | {c.device_id for c in corrections})
         silences = await active_silences(conn)
-        waves: list[list[int]] = []
-        seen: Counter[tuple[str, str]] = Counter()
-        for i, t in enumerate(transitions):
-            if t.action not in ("fire", "clear"):
-                raise ValueError(f"unknown transition action {t.action!r}")
-            key = (t.rule_id, t.device_id)
-            if seen[key] == len(waves):
-                waves.append([])
-            waves[seen[key]].append(i)
-            seen[key] += 1
         written = Written()
-        for wave in waves:
-            fires = [i for i in wave if transitions[i].action == "fire"]
-            clears = [i for i in wave if transitions[i].action == "clear"]
-            if fires:
-                await self._fire(conn, [(i, transitions[i]) for i in fires], district, silences,
-                                 written)
-            if clears:
-                await self._clear(conn, [(i, transitions[i]) for i in clears], written)
+        if transitions:
+            keys = episodes.plan(transitions)
+            continued = await self._continue(conn, transitions, keys, written)
+            await self._open(conn, transitions, keys, continued, district, silences, written)
         if corrections:
             await self._correct(conn, corrections, len(transitions), district, silences, written)
         written.changes.sort(key=lambda c: c.order)
+        await stored.reuse_plans(conn)
         await self._publish(conn, written, received_at, silences)
         return written
 
-    async def _fire(self, conn: asyncpg.Connection, fires: list[tuple[int, Transition]],
+    async def _continue(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
+                        keys: list[episodes.KeyPlan], written: Written) -> set[int]:
+        """Repeat or resolve the alerts open before the batch; returns the positions in
+        ``keys`` whose first episode continued an open alert."""
+        asked = [k for k in keys if k.lead_clear is not None or k.continues_open()]
+        if not asked:
+            return set()
+        cols: list[list[Any]] = [[] for _ in range(7)]
+        for k in asked:
+            if k.lead_clear is not None:
+                row: tuple[Any, ...] = (0, None, None, None, transitions[k.lead_clear].ts_us)
+            else:
+                first = k.episodes[0]
+                last = transitions[first.fires[-1]]
+                end = None if first.end is None else transitions[first.end].ts_us
+                row = (len(first.fires), last.ts_us, _finite(last.value), last.message, end)
+            for col, v in zip(cols, (k.rule_id, k.device_id, *row), strict=True):
+                col.append(v)
+        position = {id(k): i for i, k in enumerate(keys)}
+        continued = set()
+        for r in await stored.continue_alerts(conn, cols, SYSTEM):
+            k = asked[r["i"] - 1]
+            alert = alert_dict(r)
+            if k.lead_clear is not None:
+                written.changes.append(Change(k.lead_clear, "resolved", alert, SYSTEM))
+                continue
+            continued.add(position[id(k)])
+            first = k.episodes[0]
+            if first.end is None:
+                written.changes.append(Change(first.fires[0], "repeated", alert))
+            else:
+                written.changes.append(Change(first.end, "resolved", alert, SYSTEM))
+        return continued
+
+    async def _open(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
+                    keys: list[episodes.KeyPlan], continued: set[int],
                     district: dict[str, str | None], silences: list[Silence],
                     written: Written) -> None:
-        cols: list[list[Any]] = [[] for _ in range(9)]
-        for _, t in fires:
-            d = district.get(t.device_id)
-            quiet = silenced(silences, {"rule_id": t.rule_id, "device_id": t.device_id,
-                                        "district": d, "severity": t.severity})
-            value = t.value if math.isfinite(t.value) else None
-            for col, v in zip(cols, (t.rule_id, t.device_id, d, t.kind, t.severity, t.message,
-                                     value, t.ts_us, quiet), strict=True):
+        """Insert the episodes that did not continue an open alert."""
+        cols: list[list[Any]] = [[] for _ in range(12)]
+        # Inserted rows are told apart by key, start and end (two episodes of one key alike in
+        # those are alike in every column).
+        opened: dict[tuple[str, str, str | None, str | None], list[episodes.Episode]] = {}
+        last_open: dict[tuple[str, str], episodes.Episode] = {}
+        # In the order they fired, so that alert ids follow it.
+        todo = sorted(((ep.fires[0], k, ep) for pos, k in enumerate(keys)
+                       for ep in (k.episodes[1:] if pos in continued else k.episodes)),
+                      key=lambda x: x[0])
+        for _, k, ep in todo:
+            d = district.get(k.device_id)
+            fire, last = transitions[ep.fires[0]], transitions[ep.fires[-1]]
+            quiet = silenced(silences, {"rule_id": k.rule_id, "device_id": k.device_id,
+                                        "district": d, "severity": fire.severity})
+            end = None if ep.end is None else transitions[ep.end].ts_us
+            for col, v in zip(cols, (k.rule_id, k.device_id, d, fire.kind, fire.severity,
+                                     last.message, _finite(last.value), fire.ts_us,
+                                     last.ts_us, quiet, len(ep.fires), end), strict=True):
                 col.append(v)
-        rows = await stored.fire_alerts(conn, cols)
-        order = {(t.rule_id, t.device_id): i for i, t in fires}
-        for row in rows:
-            alert = alert_dict(row)
-            i = order[(alert["rule_id"], alert["device_id"])]
-            if row["inserted"]:
-                written.changes.append(Change(i, "fired", alert, SYSTEM))
-                written.fired[alert["severity"]] += 1
+            opened.setdefault((k.rule_id, k.device_id, iso(fire.ts_us), iso(end)),
+                              []).append(ep)
+            if end is None:
+                last_open[(k.rule_id, k.device_id)] = ep
+        if not opened:
+            return
+        for r in await stored.open_alerts(conn, cols, SYSTEM):
+            alert = alert_dict(r)
+            key = (alert["rule_id"], alert["device_id"])
+            if not r["inserted"]:  # an alert was open after all: these fires repeat it
+                written.changes.append(Change(last_open[key].fires[0], "repeated", alert))
+                continue
+            ep = opened[(*key, alert["started_at"], alert["resolved_at"])].pop(0)
+            if ep.end is None:
+                written.changes.append(Change(ep.fires[0], "fired", alert, SYSTEM))
             else:
-                written.changes.append(Change(i, "repeated", alert))
-
-    async def _clear(self, conn: asyncpg.Connection, clears: list[tuple[int, Transition]],
-                     written: Written) -> None:
-        rows = await stored.clear_alerts(conn, [t.rule_id for _, t in clears],
-                                         [t.device_id for _, t in clears],
-                                         [t.ts_us for _, t in clears], SYSTEM)
-        order = {(t.rule_id, t.device_id): i for i, t in clears}
-        for row in rows:
-            alert = alert_dict(row)
-            written.changes.append(
-                Change(order[(alert["rule_id"], alert["device_id"])], "resolved", alert, SYSTEM))
+                written.changes.append(Change(ep.fires[0], "fired", {
+                    **alert, "state": "firing", "resolved_at": None, "resolved_by": None}, SYSTEM))
+                written.changes.append(Change(ep.end, "resolved", alert, SYSTEM))
+            written.fired[alert["severity"]] += 1
 
     async def _correct(self, conn: asyncpg.Connection, corrections: Sequence[Correction],
                        order: int, district: dict[str, str | None], silences: list[Silence],
@@ -235,6 +270,7 @@ class Recorder:
         if current not in allowed:
             raise AlertStateConflict(alert_id, current, state)
         row = await stored.set_alert_state(conn, alert_id, state, actor)
+        await stored.reuse_plans(conn)
         written = Written([Change(0, state, alert_dict(row), actor, note)])
         await self._publish(conn, written, None, await active_silences(conn))
         return written
@@ -282,6 +318,11 @@ class Recorder:
                 payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
                 rows.append(("mqtt", topic, payload, *common, 0.0))
         return rows
+
+
+def _finite(value: float) -> float | None:
+    """A reading as stored: NaN (an absence fire has no reading) becomes NULL."""
+    return value if math.isfinite(value) else None
 
 
 def _last_fire(c: Correction) -> int | None:

@@ -20,6 +20,11 @@ STATES = ("firing", "acknowledged", "resolved")
 _TIME_FIELDS = ("started_at", "last_seen_at", "acknowledged_at", "resolved_at")
 # The province's time, as the events API shows by default (+07:00, no daylight saving).
 LOCAL_TZ = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
+# Since 1975-06-13 the zone is a fixed +07:00: a fixed offset formats times after it the same,
+# without a zone lookup per time (a storm formats four per alert change).
+_FIXED = dt.timezone(dt.timedelta(hours=7))
+_FIXED_SINCE_US = 171_820_800_000_000  # 1975-06-12T16:00:00Z
+_EPOCH_LOCAL = dt.datetime(1970, 1, 1, 7, tzinfo=_FIXED)
 
 
 def iso(value: int | dt.datetime | None) -> str | None:
@@ -27,6 +32,8 @@ def iso(value: int | dt.datetime | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, int):
+        if value >= _FIXED_SINCE_US:
+            return (_EPOCH_LOCAL + dt.timedelta(microseconds=value)).isoformat()
         value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=value)
     return value.astimezone(LOCAL_TZ).isoformat()
 

@@ -22,30 +22,45 @@ ALERT_FIELDS = ("id", "rule_id", "device_id", "district", "kind", "severity", "s
                 "acknowledged_by", "resolved_at", "resolved_by", "silenced")
 ALERT_COLUMNS = ", ".join(ALERT_FIELDS)
 _QUALIFIED = ", ".join(f"a.{c}" for c in ALERT_FIELDS)
-_EPOCH_US = "timestamptz 'epoch' + u.ts_us * interval '1 microsecond'"
+_AT = "timestamptz 'epoch' + interval '1 microsecond' * {}"  # Unix microseconds as timestamptz
 
 # ---- alert changes (inside the caller's transaction) -------------------------------------
 
-_FIRE = f"""
-INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value,
-                         started_at, last_seen_at, silenced)
+_CONTINUE = f"""
+UPDATE alerts AS a SET
+    count = a.count + u.more,
+    last_seen_at = CASE WHEN u.more > 0 THEN greatest(a.last_seen_at, {_AT.format("u.last_us")})
+                        ELSE a.last_seen_at END,
+    value = CASE WHEN u.more > 0 THEN u.value ELSE a.value END,
+    message = CASE WHEN u.more > 0 THEN u.message ELSE a.message END,
+    state = CASE WHEN u.end_us IS NULL THEN a.state ELSE 'resolved' END,
+    resolved_at = CASE WHEN u.end_us IS NULL THEN a.resolved_at
+                       ELSE {_AT.format("u.end_us")} END,
+    resolved_by = CASE WHEN u.end_us IS NULL THEN a.resolved_by ELSE $8 END,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::float8[], $6::text[], $7::int8[])
+     WITH ORDINALITY AS u(rule_id, device_id, more, last_us, value, message, end_us, i)
+WHERE a.rule_id = u.rule_id AND a.device_id = u.device_id AND a.state <> 'resolved'
+RETURNING u.i, {_QUALIFIED}
+"""
+_OPEN = f"""
+INSERT INTO alerts AS a (rule_id, device_id, district, kind, severity, message, value, started_at,
+                         last_seen_at, silenced, count, state, resolved_at, resolved_by)
 SELECT u.rule_id, u.device_id, u.district, u.kind, u.severity, u.message, u.value,
-       {_EPOCH_US}, {_EPOCH_US}, u.silenced
+       {_AT.format("u.start_us")}, {_AT.format("u.last_us")},
+       u.silenced, u.fires, CASE WHEN u.end_us IS NULL THEN 'firing' ELSE 'resolved' END,
+       {_AT.format("u.end_us")}, CASE WHEN u.end_us IS NULL THEN NULL ELSE $13 END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::float8[], $8::int8[], $9::bool[])
-     AS u(rule_id, device_id, district, kind, severity, message, value, ts_us, silenced)
+            $7::float8[], $8::int8[], $9::int8[], $10::bool[], $11::int4[], $12::int8[])
+     WITH ORDINALITY
+     AS u(rule_id, device_id, district, kind, severity, message, value, start_us, last_us,
+          silenced, fires, end_us, ord)
+ORDER BY u.ord
 ON CONFLICT (rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
-    count = a.count + 1,
+    count = a.count + EXCLUDED.count,
     last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
     value = EXCLUDED.value, message = EXCLUDED.message, updated_at = now()
 RETURNING (a.xmax = 0) AS inserted, {_QUALIFIED}
-"""
-_CLEAR = f"""
-UPDATE alerts AS a SET state = 'resolved', resolved_at = {_EPOCH_US}, resolved_by = $4,
-                       updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(rule_id, device_id, ts_us)
-WHERE a.rule_id = u.rule_id AND a.device_id = u.device_id AND a.state <> 'resolved'
-RETURNING {_QUALIFIED}
 """
 _BY_HAND = {
     "acknowledged": "UPDATE alerts AS a SET state = 'acknowledged', acknowledged_at = now(),"
@@ -76,26 +91,45 @@ ORDER BY u.ord
 
 
 async def lock_alert_writes(conn: asyncpg.Connection) -> None:
-    """Take :data:`FEED_LOCK` until the transaction ends (see ``ioc/alerts/lifecycle.py``)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+    """Take :data:`FEED_LOCK` until the transaction ends (see ``ioc/alerts/lifecycle.py``).
+
+    Until :func:`reuse_plans`, the transaction's statements are also planned for their
+    parameters on each run: the alert statements join arrays of keys to ``alerts``, and a plan
+    cached while the table was small (a fresh database, statistics not yet gathered) scans the
+    whole table on every call once it holds the alerts of a flood — an update of a few rows then
+    cost milliseconds.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1), "
+                       "set_config('plan_cache_mode', 'force_custom_plan', true)", FEED_LOCK)
 
 
-async def fire_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]]) -> list[asyncpg.Record]:
-    """Open alerts, or bump ``count`` of the open one; ``columns`` are, per fire, rule_id,
-    device_id, district, kind, severity, message, value, ts_us and silenced. Each row returned
-    has ``inserted`` (a new alert) and :data:`ALERT_COLUMNS`."""
-    return await conn.fetch(_FIRE, *columns)
+async def reuse_plans(conn: asyncpg.Connection) -> None:
+    """Cached plans again for the rest of the transaction: the audit and feed inserts check a
+    foreign key per row, and that check would be planned per row too."""
+    await conn.execute("SET LOCAL plan_cache_mode TO DEFAULT")
 
 
-async def clear_alerts(conn: asyncpg.Connection, rule_ids: list[str], device_ids: list[str],
-                       ts_us: list[int], actor: str) -> list[asyncpg.Record]:
-    """Resolve the open alert of each (rule, device) at the clearing event's ts."""
-    return await conn.fetch(_CLEAR, rule_ids, device_ids, ts_us, actor)
+async def continue_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]],
+                          actor: str) -> list[asyncpg.Record]:
+    """Update the open alert of each (rule, device), if any: ``more`` repeats of it (the last
+    one's ts, value and message), then its resolution at ``end_us`` (None: it stays open).
+    ``columns``: rule_id, device_id, more, last_us, value, message, end_us. Rows returned carry
+    ``i``, the 1-based position of their key in the columns, and :data:`ALERT_COLUMNS`."""
+    return await conn.fetch(_CONTINUE, *columns, actor)
+
+
+async def open_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]],
+                      actor: str) -> list[asyncpg.Record]:
+    """Insert alerts from their fires, in the order given (ids follow it): resolved by
+    ``actor`` at ``end_us`` when that is given, else open (at most one per (rule, device), after
+    its resolved ones); an open one that meets an open alert repeats it instead. ``columns``: rule_id,
+    device_id, district, kind, severity, message, value, start_us, last_us, silenced, fires,
+    end_us. Rows returned carry ``inserted`` (False: a repeat) and :data:`ALERT_COLUMNS`."""
+    return await conn.fetch(_OPEN, *columns, actor)
 
 
 # ---- corrections from late data (ioc/rules/corrections.py) --------------------------------
 
-_AT = "timestamptz 'epoch' + interval '1 microsecond' * {}"
 _CORRECTED = f"""
 SELECT DISTINCT ON (u.i) u.i, {_QUALIFIED}
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])

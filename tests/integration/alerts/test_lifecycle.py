@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from ioc.alerts import AlertNotFound, AlertStateConflict
+from ioc.storage import alerts as stored
 from tests.integration.alerts.conftest import (
     BASE_US,
     NGA_BAY,
@@ -20,6 +24,7 @@ from tests.integration.alerts.conftest import (
     make_alerts,
     record,
 )
+from tests.support.alert_model import Alert, Book, one_at_a_time
 
 
 async def alerts_of(pool: asyncpg.Pool, rule: str) -> list[asyncpg.Record]:
@@ -199,3 +204,88 @@ async def test_fifty_concurrent_writers_keep_the_invariants(
     assert feed["fired"] == len(rows) and feed["repeated"] == fires["fire"] - len(rows)
     assert feed["acknowledged"] == actions["acknowledged"]
     assert feed["resolved"] == actions["resolved"]
+
+
+async def test_ten_thousand_transitions_in_one_batch_keep_the_invariants(pool: asyncpg.Pool) -> None:
+    """A storm in one batch: 2,500 devices firing and clearing at random, a quarter of them open
+    before it. The alerts are those of applying the transitions one at a time; one audit row per
+    change of state, feed rows in transition order with increasing ids."""
+    alerts = make_alerts(pool)
+    rng = random.Random(22)
+    rule = "lc-storm"
+    devices = [f"storm-{i:04d}" for i in range(2500)]
+    before = [fire(rule, d, BASE_US) for d in devices[::4]]
+    book: Book = {}
+    one_at_a_time(book, before)
+    await record(alerts, pool, before)
+    ts = iter(range(BASE_US + 1, BASE_US + 20_000))
+    batch = [fire(rule, d, next(ts)) if rng.random() < 0.5 else clear(rule, d, next(ts))
+             for d in rng.choices(devices, k=10_000)]
+    expected = one_at_a_time(book, batch)
+    feed_before = await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_feed")
+    await record(alerts, pool, batch)
+
+    rows = await alerts_of(pool, rule)
+    got: Book = {}
+    for r in rows:
+        got.setdefault((rule, r["device_id"]), []).append(Alert(
+            *(_us(r[c]) for c in ("started_at", "count", "last_seen_at", "resolved_at"))))
+    assert got == book
+    assert all(sum(r["state"] != "resolved" for r in rows if r["device_id"] == d) <= 1
+               for d in devices)
+    audit = Counter(r["action"] for r in await pool.fetch(
+        "SELECT u.action FROM alert_audit u JOIN alerts a ON a.id = u.alert_id WHERE a.rule_id = $1",
+        rule))
+    assert audit == Counter({"firing": len(rows), "resolved": sum(r["resolved_at"] is not None
+                                                                  for r in rows)})
+    feed = await pool.fetch(
+        "SELECT f.id, a.device_id, f.change FROM alert_feed f JOIN alerts a ON a.id = f.alert_id"
+        " WHERE f.id > $1 ORDER BY f.id", feed_before)
+    assert [(r["device_id"], r["change"]) for r in feed if r["change"] != "repeated"] == [
+        (key[1], change) for key, change in expected if change != "repeated"]
+    assert sum(r["change"] == "repeated" for r in feed) <= sum(c == "repeated" for _, c in expected)
+
+
+def _us(value: object) -> int | None:
+    """Counts as they are; timestamps as Unix microseconds."""
+    if value is None or isinstance(value, int):
+        return value
+    assert isinstance(value, dt.datetime)
+    return round(value.timestamp() * 1e6)
+
+
+async def test_open_alerts_are_found_by_index_in_a_table_full_of_resolved_ones(
+        pool: asyncpg.Pool) -> None:
+    """The update of a batch's open alerts, prepared and run while ``alerts`` was empty (its
+    plan cached), then 20,000 resolved alerts written since: it still looks the keys up in the
+    one-open index, instead of scanning the table on every batch of a flood."""
+    keys = ", ".join(f"'plan-{i}'" for i in range(30))
+    params = (f"array_fill('lc-plan'::text, '{{30}}'), ARRAY[{keys}], array_fill(1, '{{30}}'),"
+              f" array_fill({BASE_US}::int8, '{{30}}'), array_fill(2.0::float8, '{{30}}'),"
+              " array_fill('m'::text, '{30}'), array_fill(NULL::int8, '{30}'), 'system'")
+    async with pool.acquire() as conn:
+        await conn.execute("PREPARE lc_continue AS " + stored._CONTINUE)
+        for _ in range(8):
+            async with conn.transaction():
+                await conn.fetch(f"EXECUTE lc_continue({params})")
+        await conn.execute(
+            "INSERT INTO alerts (rule_id, device_id, kind, severity, message, started_at,"
+            " last_seen_at, state, resolved_at, resolved_by)"
+            " SELECT 'lc-plan', 'plan-' || i % 500, 'water_level', 'critical', 'm', now(), now(),"
+            " 'resolved', now(), 'system' FROM generate_series(1, 20000) i")
+        async with conn.transaction():
+            await stored.lock_alert_writes(conn)
+            [plan] = json.loads(await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) EXECUTE lc_continue({params})"))
+            await stored.reuse_plans(conn)
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        await conn.execute("DEALLOCATE lc_continue")
+    scans = [n for n in _nodes(plan["Plan"])
+             if n.get("Relation Name") == "alerts" and n["Node Type"].endswith("Scan")]
+    assert scans and {n.get("Index Name") for n in scans} == {"alerts_one_open"}
+
+
+def _nodes(node: dict) -> Iterator[dict]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)

@@ -7,6 +7,9 @@ import hashlib
 import hmac
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ioc.alerts import FeedFilter, signature
 from ioc.alerts.notifier import BACKOFF_MAX_S, Message, backoff_s, group_payload
 from ioc.alerts.shape import district_slug, iso
@@ -26,6 +29,18 @@ def test_timestamps_show_the_province_offset() -> None:
     assert iso(dt.datetime(2026, 11, 23, 0, 0, 0, 5, tzinfo=dt.UTC)) == (
         "2026-11-23T07:00:00.000005+07:00")
     assert iso(None) is None
+
+
+@given(st.integers(-(2**50), 2**52))
+def test_microsecond_times_format_as_the_zone_does(us: int) -> None:
+    """The fixed +07:00 of microsecond times since 1975-06-12T16:00Z matches the zone's rules,
+    and times before it (+08:00 then) still go through them."""
+    assert iso(us) == iso(dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us))
+
+
+def test_the_zone_changed_to_a_fixed_offset_in_1975() -> None:
+    assert iso(171_820_800_000_000 - 1) == "1975-06-12T23:59:59.999999+08:00"
+    assert iso(171_820_800_000_000) == "1975-06-12T23:00:00+07:00"
 
 
 def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
