@@ -275,6 +275,18 @@ class Recorder:
         await self._publish(conn, written, None, await active_silences(conn))
         return written
 
+    async def acknowledge(self, conn: asyncpg.Connection, alert_ids: list[int], actor: str,
+                          note: str | None, districts: list[str] | None) -> Written:
+        """Acknowledge the firing ones of ``alert_ids`` (a storm's group, say) at once: one
+        audit row (``actor``, ``note``) and one feed row each; the caller holds the transaction."""
+        await stored.lock_alert_writes(conn)
+        rows = await stored.acknowledge_alerts(conn, alert_ids, actor, districts)
+        await stored.reuse_plans(conn)
+        written = Written([Change(r["id"], "acknowledged", alert_dict(r), actor, note)
+                           for r in sorted(rows, key=lambda r: r["id"])])
+        await self._publish(conn, written, None, await active_silences(conn))
+        return written
+
     async def _publish(self, conn: asyncpg.Connection, written: Written,
                        received_at: float | None, silences: list[Silence]) -> None:
         """Audit rows for changes of state, feed rows for every change, outbox rows to notify."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from ioc.alerts.senders import MqttPublisher
 from ioc.alerts.shape import SEVERITIES
 from ioc.metrics import Metrics
 from ioc.rules import Correction, Transition
-from ioc.storage.alerts import open_alert_counts, prune_feed_and_outbox
+from ioc.storage.alerts import alert_states, open_alert_counts, prune_feed_and_outbox
 from ioc.tasks import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 GAUGE_INTERVAL_S = 30.0
 PRUNE_INTERVAL_S = 3600.0
 _DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(slots=True)
+class AckOutcome:
+    """What acknowledging a group did: the ids acknowledged, the state of those that were not
+    firing, and the ids of no alert (or of one the key may not see)."""
+
+    acknowledged: list[int]
+    not_firing: dict[int, str]
+    not_found: list[int]
 
 
 class Alerts:
@@ -109,6 +120,23 @@ class Alerts:
     async def resolve(self, alert_id: int, actor: str, note: str | None = None) -> dict[str, Any]:
         """firing|acknowledged -> resolved; raises AlertNotFound, or AlertStateConflict."""
         return await self._set_state(alert_id, "resolved", actor, note)
+
+    async def ack_many(self, alert_ids: Sequence[int], actor: str, note: str | None,
+                       districts: Sequence[str] | None) -> AckOutcome:
+        """Acknowledge the firing ones of ``alert_ids`` in one transaction; a key limited to
+        ``districts`` sees the others as missing."""
+        ids = sorted(set(alert_ids))
+        scope = None if districts is None else list(districts)
+        async with self._pool.acquire() as conn, conn.transaction():
+            written = await self._recorder.acknowledge(conn, ids, actor, note, scope)
+            done = {c.alert["id"] for c in written.changes}
+            states = await alert_states(conn, [i for i in ids if i not in done])
+        after = self._after_commit(written)
+        if after is not None:
+            after()
+        visible = {r["id"]: r["state"] for r in states
+                   if scope is None or r["district"] in scope}
+        return AckOutcome(sorted(done), visible, [i for i in ids if i not in done and i not in visible])
 
     async def _set_state(self, alert_id: int, state: str, actor: str,
                          note: str | None) -> dict[str, Any]:

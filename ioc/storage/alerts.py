@@ -225,6 +225,27 @@ async def set_alert_state(conn: asyncpg.Connection, alert_id: int, state: str,
                                alert_id, actor)
 
 
+_ACK_MANY = f"""
+UPDATE alerts AS a SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,
+                       updated_at = now()
+WHERE a.id = ANY($1::int8[]) AND a.state = 'firing'
+      AND ($3::text[] IS NULL OR a.district = ANY($3::text[]))
+RETURNING {_QUALIFIED}
+"""
+
+
+async def acknowledge_alerts(conn: asyncpg.Connection, alert_ids: list[int], actor: str,
+                             districts: list[str] | None) -> list[asyncpg.Record]:
+    """Acknowledge those of ``alert_ids`` that are firing (and in ``districts`` unless None)."""
+    return await conn.fetch(_ACK_MANY, alert_ids, actor, districts)
+
+
+async def alert_states(conn: asyncpg.Connection, alert_ids: list[int]) -> list[asyncpg.Record]:
+    """(id, state, district) of those of ``alert_ids`` that exist."""
+    return await conn.fetch("SELECT id, state, district FROM alerts WHERE id = ANY($1::int8[])",
+                            alert_ids)
+
+
 async def insert_audit(conn: asyncpg.Connection, alert_ids: list[int], actions: list[str],
                        actors: list[str | None], notes: list[str | None]) -> None:
     await conn.execute(_AUDIT, alert_ids, actions, actors, notes)

@@ -23,6 +23,7 @@ from ioc.storage.keys import ApiKey
 router = APIRouter(tags=["alerts"])
 
 Severity = Literal["info", "warning", "critical"]
+MAX_GROUP = 20_000  # ids in one group acknowledgement
 
 
 class Alert(BaseModel):
@@ -180,6 +181,36 @@ async def _change(service: ServiceDep, alerts: Alerts, key: ApiKey, alert_id: in
     except AlertStateConflict as exc:
         raise ApiError(409, "conflict", {"message": str(exc), "state": exc.state}) from None
     return Alert(**alert)
+
+
+class AckGroup(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=MAX_GROUP,
+                           description="The alerts to acknowledge, e.g. every alert of a storm group.")
+    note: str | None = Field(None, max_length=2000)
+
+
+class NotFiring(BaseModel):
+    id: int
+    state: Literal["acknowledged", "resolved"]
+
+
+class AckGroupResult(BaseModel):
+    acknowledged: list[int] = Field(description="Ids acknowledged now, each with its audit row.")
+    not_firing: list[NotFiring] = Field(description="Left as they are: no longer firing.")
+    not_found: list[int] = Field(description="No such alert, or one this key may not see.")
+
+
+@router.post("/alerts/acknowledge", response_model=AckGroupResult,
+             responses=error_responses(401, 403, 422),
+             summary="Acknowledge many firing alerts at once (a storm's group)",
+             description="One transaction: every listed alert that is firing becomes "
+             "acknowledged, with one audit row each (this key, the note) and one live-feed "
+             "change each. Alerts no longer firing are left as they are and listed.")
+async def alerts_ack_group(alerts: AlertsDep, key: OperatorKey, body: AckGroup) -> AckGroupResult:
+    out = await alerts.ack_many(body.ids, actor(key), body.note, key.districts)
+    return AckGroupResult(
+        acknowledged=out.acknowledged, not_found=out.not_found,
+        not_firing=[NotFiring(id=i, state=st) for i, st in sorted(out.not_firing.items())])
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=Alert,

@@ -127,6 +127,40 @@ async def test_ack_and_resolve_over_http(api: Api) -> None:
     assert (await get(api, "/alerts/999999999"))[0] == 404
 
 
+async def test_a_storm_group_is_acknowledged_at_once_with_an_audit_row_per_alert(
+        api: Api, pool: asyncpg.Pool) -> None:
+    devices = [f"api-storm-{i:03d}" for i in range(300)]
+    await record(api.alerts, pool, [fire("api-storm", d, BASE_US + i) for i, d in enumerate(devices)])
+    await record(api.alerts, pool, [clear("api-storm", d, BASE_US + MINUTE_US) for d in devices[:5]])
+    rows = await pool.fetch("SELECT id, device_id FROM alerts WHERE rule_id = 'api-storm' ORDER BY id")
+    ids = [r["id"] for r in rows]
+    feed_before = await pool.fetchval("SELECT max(id) FROM alert_feed")
+    async with api.client("agency_all") as agency:
+        assert (await agency.post("/alerts/acknowledge", json={"ids": ids})).status_code == 403
+    async with api.client("operator") as op:
+        assert (await op.post(f"/alerts/{ids[5]}/ack")).status_code == 200
+        assert (await op.post("/alerts/acknowledge", json={"ids": []})).status_code == 422
+        r = await op.post("/alerts/acknowledge", json={
+            "ids": [*reversed(ids), 999_999_999, ids[7]], "note": "lũ: đã báo các phường"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["acknowledged"] == ids[6:]
+    assert body["not_firing"] == [{"id": i, "state": "resolved"} for i in ids[:5]] + [
+        {"id": ids[5], "state": "acknowledged"}]
+    assert body["not_found"] == [999_999_999]
+    audit = await pool.fetch(
+        "SELECT alert_id, actor, note FROM alert_audit WHERE action = 'acknowledged'"
+        " AND alert_id = ANY($1::int8[]) ORDER BY alert_id", ids[6:])
+    assert [(a["alert_id"], a["actor"], a["note"]) for a in audit] == [
+        (i, "test-operator", "lũ: đã báo các phường") for i in ids[6:]]
+    feed = await pool.fetch("SELECT alert_id, change FROM alert_feed WHERE id > $1 ORDER BY id",
+                            feed_before)
+    assert [(f["alert_id"], f["change"]) for f in feed] == (
+        [(ids[5], "acknowledged")] + [(i, "acknowledged") for i in ids[6:]])
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE rule_id = 'api-storm'"
+                               " AND state = 'acknowledged' AND acknowledged_by = 'test-operator'") == 295
+
+
 async def test_silences_crud(api: Api) -> None:
     async with api.client("operator") as op:
         r = await op.post("/silences", json={
