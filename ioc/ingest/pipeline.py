@@ -224,10 +224,14 @@ class Pipeline:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        # Compile the decoder's scan and its message-by-message screen (or load them from
-        # numba's cache) now, not while the first batch waits: a fresh checkout takes seconds.
+        # Compile the decoder's scan, its message-by-message screen, the coding of device ids
+        # a transport vouches for (MQTT topics, Kafka keys) and the COPY encoding (or load them
+        # from numba's cache) now, not while the first batch waits: a fresh checkout takes
+        # seconds, and the first alert of a fresh start came over a second late.
         decode([RawMessage(_WARM_UP, "http")], self.limits)
         decode([RawMessage(_WARM_UP, "http"), RawMessage(b"{}", "http")], self.limits)
+        encode_events(decode([RawMessage(_WARM_UP, "mqtt", "ioc/v1/events/warm-up")],
+                             self.limits).events)
         await self.quarantine.load()
         # Either stage dying would strand the batch it holds while later ones are confirmed
         # (a Kafka offset committed past unstored messages): the service stops instead.
