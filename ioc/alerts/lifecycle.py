@@ -115,8 +115,8 @@ class Recorder:
 
     async def _continue(self, conn: asyncpg.Connection, transitions: Sequence[Transition],
                         keys: list[episodes.KeyPlan], written: Written) -> set[int]:
-        """Repeat or resolve the alerts open before the batch; returns the positions in
-        ``keys`` whose first episode continued an open alert."""
+        """Repeat or resolve the alerts open before the batch; returns the ``id()`` of each
+        key plan whose first episode continued an open alert."""
         asked = [k for k in keys if k.lead_clear is not None or k.continues_open()]
         if not asked:
             return set()
@@ -131,7 +131,6 @@ class Recorder:
                 row = (len(first.fires), last.ts_us, _finite(last.value), last.message, end)
             for col, v in zip(cols, (k.rule_id, k.device_id, *row), strict=True):
                 col.append(v)
-        position = {id(k): i for i, k in enumerate(keys)}
         continued = set()
         for r in await stored.continue_alerts(conn, cols, SYSTEM):
             k = asked[r["i"] - 1]
@@ -139,7 +138,7 @@ class Recorder:
             if k.lead_clear is not None:
                 written.changes.append(Change(k.lead_clear, "resolved", alert, SYSTEM))
                 continue
-            continued.add(position[id(k)])
+            continued.add(id(k))
             first = k.episodes[0]
             if first.end is None:
                 written.changes.append(Change(first.fires[0], "repeated", alert))
@@ -158,8 +157,8 @@ class Recorder:
         opened: dict[tuple[str, str, str | None, str | None], list[episodes.Episode]] = {}
         last_open: dict[tuple[str, str], episodes.Episode] = {}
         # In the order they fired, so that alert ids follow it.
-        todo = sorted(((ep.fires[0], k, ep) for pos, k in enumerate(keys)
-                       for ep in (k.episodes[1:] if pos in continued else k.episodes)),
+        todo = sorted(((ep.fires[0], k, ep) for k in keys
+                       for ep in (k.episodes[1:] if id(k) in continued else k.episodes)),
                       key=lambda x: x[0])
         for _, k, ep in todo:
             d = district.get(k.device_id)
@@ -246,9 +245,8 @@ class Recorder:
                 d = district.get(c.device_id)
                 quiet = silenced(silences, {"rule_id": c.rule_id, "device_id": c.device_id,
                                             "district": d, "severity": f.severity})
-                value = f.value if math.isfinite(f.value) else None
                 for col, v in zip(cols, (c.rule_id, c.device_id, d, f.kind, f.severity, f.message,
-                                         value, n.start_us, _last_fire(c), quiet, n.fires,
+                                         _finite(f.value), n.start_us, _last_fire(c), quiet, n.fires,
                                          n.end_us), strict=True):
                     col.append(v)
             for row in await stored.raise_alerts(conn, cols):
