@@ -4,7 +4,7 @@ import { api, session } from './api.js';
 import { beep, flashScreen, setSound, soundOn } from './alarm.js';
 import { h, refreshTimes } from './dom.js';
 import { applyStatic, formatClock, formatTime, getLang, onLangChange, setLang, t } from './i18n.js';
-import { AlertStore, DeviceStore } from './store.js';
+import { AlertStore, DeviceStore, loadRules } from './store.js';
 import { markFlash } from './views/alerts.js';
 import { mountWall } from './views/board.js';
 import { mountDevice, mountDeviceList } from './views/devices.js';
@@ -107,7 +107,16 @@ function showLogin(message = '') {
 function start(me) {
   const alerts = new AlertStore();
   const devices = new DeviceStore();
-  ctx = { me, canAct: me.role === 'admin' || me.role === 'operator', alerts, devices };
+  ctx = {
+    me, canAct: me.role === 'admin' || me.role === 'operator', alerts, devices,
+    stormWindowMs: (me.storm_window_s ?? 0) * 1000, rules: [],
+  };
+  // Rules tell which way a storm's worst value lies; the feed shows without them meanwhile.
+  loadRules().then((rules) => {
+    if (ctx?.alerts !== alerts) return;
+    ctx.rules = rules;
+    scheduleUpdate();
+  });
   alerts.addEventListener('change', (e) => {
     const { alert, fresh } = e.detail;
     if (fresh && alert.state === 'firing' && alert.severity === 'critical') {

@@ -45,6 +45,21 @@ const STRINGS = {
     'feed.loading': 'Đang tải cảnh báo…',
     'feed.forbidden': 'Khóa này không được xem cảnh báo.',
     'feed.more': 'Còn {n} cảnh báo khác',
+    'storm.title': 'Bão cảnh báo: {n} thiết bị',
+    'storm.firing': '{n} đang báo',
+    'storm.acknowledged': '{n} đã xác nhận',
+    'storm.resolved': '{n} đã xử lý',
+    'storm.worst': 'Nặng nhất',
+    'storm.first': 'Từ',
+    'storm.last': 'gần nhất',
+    'storm.expand': 'Xem {n} cảnh báo',
+    'storm.collapse': 'Thu gọn',
+    'storm.ack': 'Xác nhận cả nhóm ({n})',
+    'storm.ackTitle': 'Xác nhận cả nhóm cảnh báo',
+    'storm.ackMessage': '{n} cảnh báo đang báo · {rule} · {district}',
+    'storm.ackConfirm': 'Xác nhận {n} cảnh báo',
+    'storm.ackDone': 'Đã xác nhận {n} cảnh báo',
+    'storm.ackSkipped': '{n} cảnh báo không còn đang báo',
     'alert.repeats': 'Lặp lại {n} lần',
     'alert.started': 'Bắt đầu',
     'alert.lastSeen': 'Gần nhất',
@@ -159,6 +174,21 @@ const STRINGS = {
     'feed.loading': 'Loading alerts…',
     'feed.forbidden': 'This key may not read alerts.',
     'feed.more': '{n} more alerts',
+    'storm.title': 'Alert storm: {n} devices',
+    'storm.firing': '{n} firing',
+    'storm.acknowledged': '{n} acknowledged',
+    'storm.resolved': '{n} resolved',
+    'storm.worst': 'Worst',
+    'storm.first': 'From',
+    'storm.last': 'latest',
+    'storm.expand': 'Show {n} alerts',
+    'storm.collapse': 'Collapse',
+    'storm.ack': 'Acknowledge group ({n})',
+    'storm.ackTitle': 'Acknowledge the group of alerts',
+    'storm.ackMessage': '{n} firing alerts · {rule} · {district}',
+    'storm.ackConfirm': 'Acknowledge {n} alerts',
+    'storm.ackDone': '{n} alerts acknowledged',
+    'storm.ackSkipped': '{n} alerts no longer firing',
     'alert.repeats': 'Repeated {n} times',
     'alert.started': 'Started',
     'alert.lastSeen': 'Last seen',
@@ -284,9 +314,25 @@ export function applyStatic(root) {
 
 const locale = () => (lang === 'vi' ? 'vi-VN' : 'en-GB');
 
+const formatters = new Map();
+
+/**
+ * One Intl formatter per kind, locale and options: making one costs far more than using it,
+ * and a storm's rows format thousands of times and numbers in one render.
+ */
+function formatter(Kind, localeName, options) {
+  const key = `${Kind.name}|${localeName}|${JSON.stringify(options)}`;
+  let made = formatters.get(key);
+  if (!made) {
+    made = new Kind(localeName, options);
+    formatters.set(key, made);
+  }
+  return made;
+}
+
 export function formatNumber(value, digits = 2) {
   if (value == null || !Number.isFinite(value)) return '—';
-  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value);
+  return formatter(Intl.NumberFormat, locale(), { maximumFractionDigits: digits }).format(value);
 }
 
 export function formatValue(kind, value) {
@@ -297,7 +343,7 @@ export function formatValue(kind, value) {
 }
 
 function vnParts(date) {
-  const parts = new Intl.DateTimeFormat('en-GB', {
+  const parts = formatter(Intl.DateTimeFormat, 'en-GB', {
     timeZone: TZ, hour: '2-digit', minute: '2-digit', second: '2-digit', day: '2-digit',
     month: '2-digit', year: 'numeric', hourCycle: 'h23',
   }).formatToParts(date);
@@ -318,10 +364,10 @@ export function formatTick(date) {
 }
 
 export function formatClock(date) {
-  const time = new Intl.DateTimeFormat(locale(), {
+  const time = formatter(Intl.DateTimeFormat, locale(), {
     timeZone: TZ, hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
   }).format(date);
-  const day = new Intl.DateTimeFormat(locale(), {
+  const day = formatter(Intl.DateTimeFormat, locale(), {
     timeZone: TZ, weekday: 'short', day: '2-digit', month: '2-digit', year: 'numeric',
   }).format(date);
   return { time, day };
@@ -332,7 +378,7 @@ export function formatRelative(iso, now = Date.now()) {
   const seconds = Math.round((Date.parse(iso) - now) / 1000);
   const abs = Math.abs(seconds);
   if (abs < 45) return t('time.now');
-  const rtf = new Intl.RelativeTimeFormat(locale(), { numeric: 'auto' });
+  const rtf = formatter(Intl.RelativeTimeFormat, locale(), { numeric: 'auto' });
   if (abs < 3600) return rtf.format(Math.round(seconds / 60), 'minute');
   if (abs < 86400) return rtf.format(Math.round(seconds / 3600), 'hour');
   return rtf.format(Math.round(seconds / 86400), 'day');

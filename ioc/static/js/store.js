@@ -11,6 +11,7 @@ export const NO_DISTRICT = '';
 
 const STATE_RANK = { firing: 0, acknowledged: 1, resolved: 2 };
 const KEEP_RESOLVED = 500;
+const OPEN_MAX = 20_000;
 const DEVICES_REFRESH_MS = 30_000;
 
 export const isOpen = (alert) => alert.state !== 'resolved';
@@ -70,11 +71,11 @@ export class AlertStore extends EventTarget {
   async load() {
     try {
       const [open, recent] = await Promise.all([
-        api(`/alerts${query({ state: 'open', limit: 1000 })}`),
+        this.openAlerts(),
         api(`/alerts${query({ limit: 200 })}`),
       ]);
       for (const alert of [...open.items, ...recent.items]) this.put(alert);
-      if (!open.next_cursor) await this.recheck(new Set(open.items.map((a) => a.id)));
+      if (open.complete) await this.recheck(new Set(open.items.map((a) => a.id)));
       this.loaded = true;
       this.error = null;
       this.prune();
@@ -82,6 +83,18 @@ export class AlertStore extends EventTarget {
       this.error = err;
     }
     this.dispatchEvent(new Event('loaded'));
+  }
+
+  /** The open alerts, page by page, up to ``OPEN_MAX`` (a storm has thousands). */
+  async openAlerts() {
+    const items = [];
+    let cursor = null;
+    do {
+      const page = await api(`/alerts${query({ state: 'open', limit: 1000, cursor })}`);
+      items.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && items.length < OPEN_MAX);
+    return { items, complete: !cursor };
   }
 
   /**

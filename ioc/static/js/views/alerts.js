@@ -19,7 +19,7 @@ function isFlashing(alertId) {
   return false;
 }
 
-function severityBadge(severity) {
+export function severityBadge(severity) {
   return h('span', { class: `sev-badge sev-${severity}` }, icon(severity), t(`sev.${severity}`));
 }
 
@@ -92,21 +92,20 @@ function versionKey(alert) {
 }
 
 /**
- * Put ``alerts`` into ``list`` in order, reusing the row of an unchanged alert and moving rows
- * only when out of place, so that an update never makes the whole feed jump or re-flash.
+ * Put ``items`` into ``list`` in order, keyed by ``keyOf``: ``rowFor(item, li)`` gives the row
+ * for an item (``li`` is its current row, if any, to reuse), and rows move only when out of
+ * place, so that an update never makes the whole feed jump or re-flash.
  */
-export function renderAlertList(list, alerts, ctx, options = {}) {
-  const rows = new Map([...list.children].map((li) => [li.dataset.id, li]));
+export function reconcile(list, items, keyOf, rowFor) {
+  const rows = new Map([...list.children].map((li) => [li.dataset.key, li]));
   let previous = null;
-  for (const alert of alerts) {
-    const key = String(alert.id);
-    let li = rows.get(key);
+  for (const item of items) {
+    const key = keyOf(item);
+    const current = rows.get(key);
     rows.delete(key);
-    if (!li || li.dataset.version !== versionKey(alert) || li.classList.contains('flash') !== isFlashing(alert.id)) {
-      const fresh = alertItem(alert, ctx, options);
-      if (li) li.replaceWith(fresh);
-      li = fresh;
-    }
+    const li = rowFor(item, current);
+    li.dataset.key = key;
+    if (current && current !== li) current.replaceWith(li);
     const wanted = previous ? previous.nextSibling : list.firstChild;
     if (wanted !== li) list.insertBefore(li, wanted);
     previous = li;
@@ -114,19 +113,33 @@ export function renderAlertList(list, alerts, ctx, options = {}) {
   for (const li of rows.values()) li.remove();
 }
 
+/** The row of ``alert``: ``li`` again when nothing shown has changed, else a new one. */
+export function alertRow(alert, li, ctx, options = {}) {
+  if (li && li.dataset.version === versionKey(alert)
+      && li.classList.contains('flash') === isFlashing(alert.id)) return li;
+  return alertItem(alert, ctx, options);
+}
+
+/** ``alerts`` as rows of ``list``, in order. */
+export function renderAlertList(list, alerts, ctx, options = {}) {
+  reconcile(list, alerts, (a) => String(a.id), (a, li) => alertRow(a, li, ctx, options));
+}
+
 // ---- acknowledge / resolve -------------------------------------------------------------
 
-function openAction(alert, action, ctx) {
+/**
+ * The note dialog: ``send(note)`` does the action (``note`` undefined when left empty); an
+ * error it throws is shown in the dialog by ``explain(err)``, which returns the text.
+ */
+export function confirmWithNote({ title, message, confirmLabel, action, send, explain }) {
   const dialog = document.getElementById('action-dialog');
   const form = document.getElementById('action-form');
   const note = document.getElementById('action-note');
   const error = document.getElementById('action-error');
   const confirm = document.getElementById('action-confirm');
-  document.getElementById('action-title').textContent =
-    t(action === 'ack' ? 'action.ackTitle' : 'action.resolveTitle');
-  const message = document.getElementById('action-message');
-  message.replaceChildren(severityBadge(alert.severity), ' ', alert.message);
-  confirm.textContent = t(action === 'ack' ? 'action.ack' : 'action.resolve');
+  document.getElementById('action-title').textContent = title;
+  document.getElementById('action-message').replaceChildren(...message);
+  confirm.textContent = confirmLabel;
   confirm.className = `btn primary ${action}`;
   confirm.disabled = false;
   note.value = '';
@@ -135,20 +148,34 @@ function openAction(alert, action, ctx) {
     event.preventDefault();
     confirm.disabled = true;
     try {
-      const body = note.value.trim() ? { note: note.value.trim() } : {};
-      ctx.alerts.put(await api(`/alerts/${alert.id}/${action}`, { method: 'POST', body }));
+      await send(note.value.trim() || undefined);
       dialog.close();
     } catch (err) {
       confirm.disabled = false;
-      if (err instanceof ApiError && err.status === 409) {
-        error.textContent = t('action.conflict', { state: t(`state.${err.detail?.state ?? 'resolved'}`) });
-        ctx.alerts.loadDevice(alert.device_id);
-      } else {
-        error.textContent = t('action.failed', { detail: err.message });
-      }
+      error.textContent = explain(err);
     }
   };
   document.getElementById('action-cancel').onclick = () => dialog.close();
   dialog.showModal();
   note.focus();
+}
+
+function openAction(alert, action, ctx) {
+  confirmWithNote({
+    title: t(action === 'ack' ? 'action.ackTitle' : 'action.resolveTitle'),
+    message: [severityBadge(alert.severity), ' ', alert.message],
+    confirmLabel: t(action === 'ack' ? 'action.ack' : 'action.resolve'),
+    action,
+    send: async (note) => {
+      const body = note ? { note } : {};
+      ctx.alerts.put(await api(`/alerts/${alert.id}/${action}`, { method: 'POST', body }));
+    },
+    explain: (err) => {
+      if (err instanceof ApiError && err.status === 409) {
+        ctx.alerts.loadDevice(alert.device_id);
+        return t('action.conflict', { state: t(`state.${err.detail?.state ?? 'resolved'}`) });
+      }
+      return t('action.failed', { detail: err.message });
+    },
+  });
 }

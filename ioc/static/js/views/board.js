@@ -4,7 +4,7 @@
 import { h, icon } from '../dom.js';
 import { t } from '../i18n.js';
 import { districtsFor, isOpen, NO_DISTRICT, SEVERITIES } from '../store.js';
-import { renderAlertList } from './alerts.js';
+import { groupStorms, renderFeed } from './storms.js';
 
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
 const WALL_ROWS = 30;
@@ -104,9 +104,9 @@ export function mountWall(container, ctx) {
       container.querySelector('#wall-alerts-title').textContent = t('wall.open');
       renderBoard(grid, ctx);
       totalsSlot.replaceChildren(totalsStrip(ctx));
-      const open = ctx.alerts.list(isOpen)
+      const open = groupStorms(ctx.alerts.list(isOpen), ctx.stormWindowMs, ctx.rules)
         .sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]);
-      renderAlertList(list, open.slice(0, WALL_ROWS), ctx, { wall: true });
+      renderFeed(list, open.slice(0, WALL_ROWS), ctx, { wall: true });
       none.hidden = open.length > 0;
       none.lastChild.textContent = t('wall.none');
       // A wall screen cannot scroll: show the rows that fit, and how many do not.

@@ -3,8 +3,8 @@
 import { h, select } from '../dom.js';
 import { t } from '../i18n.js';
 import { districtsFor, isOpen, NO_DISTRICT, SEVERITIES } from '../store.js';
-import { renderAlertList } from './alerts.js';
 import { renderBoard, totalsStrip } from './board.js';
+import { groupStorms, renderFeed } from './storms.js';
 
 const FILTER_KEY = 'ioc.filters';
 const MAX_ROWS = 300;
@@ -72,8 +72,8 @@ export function mountOverview(container, ctx) {
         renderFilters();
       }
       totals.replaceChildren(totalsStrip(ctx));
-      const shown = ctx.alerts.list((a) => matches(a, filters));
-      renderAlertList(list, shown.slice(0, MAX_ROWS), ctx);
+      const shown = groupStorms(ctx.alerts.list((a) => matches(a, filters)), ctx.stormWindowMs, ctx.rules);
+      renderFeed(list, shown.slice(0, MAX_ROWS), ctx);
       if (ctx.alerts.error) {
         status.textContent = ctx.alerts.error.status === 403 ? t('feed.forbidden') : ctx.alerts.error.message;
       } else if (!ctx.alerts.loaded) {
