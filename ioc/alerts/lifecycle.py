@@ -310,23 +310,22 @@ class Recorder:
     def _outbox_rows(self, changes: list[Change], silences: list[Silence]) -> list[tuple[Any, ...]]:
         """(channel, target, payload, alert_id, rule_id, district, change, delay_s) per send.
 
-        Webhook rows wait ``storm_window_s`` so that the notifier can group them (see
-        notifier.py); MQTT rows are due at once.
+        Webhook and MQTT rows alike wait ``storm_window_s``, so that the notifier can group the
+        changes of a storm into one message per target (see notifier.py).
         """
         rows: list[tuple[Any, ...]] = []
         for c in changes:
             a = c.alert
             if a["silenced"] or silenced(silences, a):
                 continue
-            common = (a["id"], a["rule_id"], a["district"], c.change)
-            for hook in self.notifications.webhooks:
-                if hook.wants(c.change, a):
-                    payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
-                    rows.append(("webhook", hook.name, payload, *common, self.storm_window_s))
+            targets = [("webhook", hook.name) for hook in self.notifications.webhooks
+                       if hook.wants(c.change, a)]
             if self.mqtt and c.change in MQTT_CHANGES:
-                topic = MQTT_TOPIC.format(district=district_slug(a["district"]))
+                targets.append(("mqtt", MQTT_TOPIC.format(district=district_slug(a["district"]))))
+            if targets:
                 payload = msgspec.json.encode({"change": c.change, "alert": a}).decode()
-                rows.append(("mqtt", topic, payload, *common, 0.0))
+                rows.extend((channel, target, payload, a["id"], a["rule_id"], a["district"],
+                             c.change, self.storm_window_s) for channel, target in targets)
         return rows
 
 

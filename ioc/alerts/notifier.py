@@ -1,4 +1,4 @@
-"""Delivers the transactional outbox: webhooks (grouped in storms) and MQTT publishes.
+"""Delivers the transactional outbox: webhooks and MQTT publishes, grouped in storms.
 
 Outbox rows are written in the transaction of the alert change that causes them, so a crash
 loses none; this loop sends them at least once, and every message carries the stable
@@ -9,13 +9,21 @@ Claiming (several instances may run this loop): a short transaction selects due 
 into the future; sending happens after commit, holding no lock or connection. A process that
 dies mid-send leaves its rows to be retried when the lease ends, with the same delivery id.
 
-Storm grouping (webhooks only; MQTT is a machine feed and goes out per alert at once): a
-webhook row becomes due ``storm_window_s`` after it was written. When the oldest pending row of
-a group — same endpoint, rule, district and change — is due, every pending row of that group
-written within ``storm_window_s`` of it is merged into it (``merged_into``), and the endpoint
-gets one message listing all their alerts and devices, under the oldest row's delivery id. The
-merge is committed before the first attempt, so retries resend exactly the same message.
-Rows written later start the next group. With a window of 0 every alert is its own message.
+Storm grouping, the same for webhooks and MQTT: a row becomes due ``storm_window_s`` after it
+was written. When the oldest pending row of a group — same channel and target (a webhook's
+endpoint, an MQTT topic), rule, district and change — is due, every pending row of that group
+written within ``storm_window_s`` of it is merged into it (``merged_into``), in one statement
+however large the storm, and the target gets one message listing all their alerts and devices,
+under the oldest row's delivery id. The merge is committed before the first attempt, so
+retries resend exactly the same message. Rows written later start the next group. With a
+window of 0 every change is its own message, due at once.
+
+A message lists at most :data:`MAX_GROUP_ALERTS` alerts: a larger group is merged into
+consecutive parts of that many rows, each carried by its first row (its own message and
+delivery id), all formed at once and due at once. The bound keeps every message sendable: the
+broker we ship refuses MQTT packets over 1 MB (``max_packet_size`` in config/mosquitto.conf),
+many web servers refuse request bodies over 1 MB by default (a 413, which gives the whole
+message up at once), and a multi-megabyte POST may not fit a webhook's timeout on a slow link.
 
 Retries: per message, exponential backoff with jitter (1 s doubling to 5 min, or the endpoint's
 Retry-After); after ``max_attempts`` attempts or ``max_age`` the row gets ``failed_at``. A 4xx
@@ -52,6 +60,8 @@ BACKOFF_MAX_S = 300.0
 MQTT_MAX_ATTEMPTS = 12
 MQTT_MAX_AGE_S = 86400.0
 _CANDIDATES = 200
+# Alerts per message: about 0.5 MB with typical alert messages, under the 1 MB limits above.
+MAX_GROUP_ALERTS = 1000
 _PER_TARGET = {"webhook": 4, "mqtt": 100}  # messages in flight per endpoint
 _DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 
@@ -90,7 +100,7 @@ def backoff_s(attempt: int, retry_after_s: float | None = None) -> float:
 
 def group_payload(change: str, rule_id: str | None, district: str | None,
                   alerts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The webhook message: one rule, one district, one kind of change, N devices."""
+    """A message (webhook or MQTT): one rule, one district, one kind of change, N devices."""
     return {"change": change, "rule_id": rule_id, "district": district,
             "severity": alerts[0]["severity"], "count": len(alerts),
             "devices": list(dict.fromkeys(a["device_id"] for a in alerts)), "alerts": alerts}
@@ -179,43 +189,46 @@ class Notifier:
 
     async def _choose(self, conn: asyncpg.Connection,
                       rows: list[asyncpg.Record]) -> dict[tuple[str, str], list[Message]]:
-        """Up to a few messages per endpoint; first-time webhook rows are grouped (storms)."""
+        """Up to a few messages per endpoint; a first-time row leads its storm group."""
         out: dict[tuple[str, str], list[Message]] = defaultdict(list)
         taken: set[int] = set()
+        formed: list[Message] = []
         for row in rows:
             if row["id"] in taken:
                 continue
             msg = Message(row["id"], row["delivery_id"], row["channel"], row["target"],
                           json.loads(row["payload"]), row["attempts"])
-            if len(out[msg.key]) >= _PER_TARGET.get(msg.channel, 1):
+            queue, room = out[msg.key], _PER_TARGET.get(msg.channel, 1)
+            if len(queue) >= room:
                 continue
-            if msg.channel == "webhook" and not row["grouped"]:
-                await self._group(conn, msg, row, rows, taken)
-            taken.add(msg.id)
-            out[msg.key].append(msg)
+            parts = [msg]
+            if not row["grouped"]:
+                parts = await self._group(conn, msg, row, [m.id for m in formed])
+                formed.extend(parts)
+                taken.update(i for m in parts for i in (m.id, *m.members))
+            queue.extend(parts[:room - len(queue)])  # the rest are stored, due at once
+        if formed:
+            await stored.store_grouped(conn, [(m.id, m.payload) for m in formed])
         return {k: v for k, v in out.items() if v}
 
     async def _group(self, conn: asyncpg.Connection, leader: Message, row: asyncpg.Record,
-                     rows: list[asyncpg.Record], taken: set[int]) -> None:
-        """Merge the leader's storm group into it and store the grouped message."""
-        same = (row["target"], row["rule_id"], row["district"], row["change"])
-        claimed = [r for r in rows if r["id"] not in taken and r["id"] != row["id"]
-                   and not r["grouped"] and r["channel"] == "webhook"
-                   and (r["target"], r["rule_id"], r["district"], r["change"]) == same
-                   and r["created_s"] <= row["created_s"] + self.storm_window_s]
-        payloads = {r["id"]: r["payload"] for r in claimed}
-        if self.storm_window_s > 0:
-            extra = await stored.storm_siblings(conn, same, [row["id"], *payloads],
-                                                self.storm_window_s)
-            payloads.update((r["id"], r["payload"]) for r in extra)
-        members = sorted(payloads)
-        if members:
-            await stored.merge_outbox(conn, row["id"], members)
-        taken.update(members)
-        alerts = [leader.payload["alert"], *(json.loads(payloads[i])["alert"] for i in members)]
-        leader.payload = group_payload(row["change"], row["rule_id"], row["district"], alerts)
-        leader.members = members
-        await stored.store_grouped(conn, leader.id, leader.payload)
+                     formed: list[int]) -> list[Message]:
+        """The messages of the leader's storm group, the leader's first."""
+        change, rule_id, district = row["change"], row["rule_id"], row["district"]
+        if self.storm_window_s <= 0:
+            leader.payload = group_payload(change, rule_id, district, [leader.payload["alert"]])
+            return [leader]
+        parts = await stored.merge_storm(
+            conn, leader.id, (leader.channel, leader.target, rule_id, district, change), formed,
+            self.storm_window_s, MAX_GROUP_ALERTS)
+        messages = []
+        for part in parts:
+            m = leader if part.id == leader.id else Message(
+                part.id, part.delivery_id, leader.channel, leader.target, {}, 0)
+            m.payload = group_payload(change, rule_id, district, part.alerts)
+            m.members = part.members
+            messages.append(m)
+        return messages
 
     # ---- sending ---------------------------------------------------------------------------
 

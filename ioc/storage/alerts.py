@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
 FEED_LOCK = 0x10C_A1E7  # pg_advisory_xact_lock key every alert writer takes first
 ALERT_FIELDS = ("id", "rule_id", "device_id", "district", "kind", "severity", "state", "message",
@@ -357,7 +358,7 @@ async def feed_replay(pool: asyncpg.Pool, after: int, upto: int,
 
 _CLAIM = """
 SELECT id, delivery_id::text AS delivery_id, channel, target, payload::text AS payload, attempts,
-       grouped, rule_id, district, change, extract(epoch FROM created_at)::float8 AS created_s
+       grouped, rule_id, district, change
 FROM outbox
 WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL
   AND next_attempt_at <= now()
@@ -367,17 +368,33 @@ ORDER BY next_attempt_at, id
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-_SIBLINGS = """
+_MERGE = """
 WITH sib AS (
     SELECT id FROM outbox
     WHERE delivered_at IS NULL AND failed_at IS NULL AND merged_into IS NULL AND NOT grouped
-      AND channel = 'webhook' AND target = $1 AND rule_id = $2
-      AND district IS NOT DISTINCT FROM $3 AND change = $4 AND id <> ALL($5::int8[])
-      AND created_at <= (SELECT created_at FROM outbox WHERE id = $5[1])
-                        + make_interval(secs => $6)
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED)
-SELECT o.id, o.payload::text AS payload FROM outbox o JOIN sib USING (id) ORDER BY o.id
+      AND channel = $2 AND target = $3 AND rule_id = $4 AND district IS NOT DISTINCT FROM $5
+      AND change = $6 AND id <> $1 AND id <> ALL($7::int8[])
+      AND created_at <= (SELECT created_at FROM outbox WHERE id = $1) + make_interval(secs => $8)
+    FOR UPDATE SKIP LOCKED),
+ranked AS (
+    SELECT id, (row_number() OVER (ORDER BY id <> $1, id) - 1) / $9 AS part
+    FROM (SELECT $1::int8 AS id UNION ALL SELECT id FROM sib) AS g),
+parts AS (
+    SELECT id, part, first_value(id) OVER (PARTITION BY part ORDER BY id <> $1, id) AS head
+    FROM ranked),
+merged AS (
+    UPDATE outbox o SET merged_into = p.head FROM parts p WHERE o.id = p.id AND p.id <> p.head)
+SELECT p.head AS id, h.delivery_id::text AS delivery_id,
+       coalesce(array_agg(p.id ORDER BY p.id) FILTER (WHERE p.id <> p.head), '{}') AS members,
+       jsonb_agg(o.payload -> 'alert' ORDER BY p.id <> $1, p.id)::text AS alerts
+FROM parts p JOIN outbox o ON o.id = p.id JOIN outbox h ON h.id = p.head
+GROUP BY p.part, p.head, h.delivery_id
+ORDER BY p.part
+"""
+_GROUPED = """
+UPDATE outbox o SET payload = u.payload::jsonb, grouped = true, next_attempt_at = now()
+FROM unnest($1::int8[], $2::text[]) AS u(id, payload)
+WHERE o.id = u.id
 """
 _DELIVERED = """
 UPDATE outbox SET delivered_at = now(), last_error = NULL,
@@ -400,22 +417,37 @@ async def claim_outbox(conn: asyncpg.Connection, limit: int, busy_webhooks: list
     return await conn.fetch(_CLAIM, limit, busy_webhooks, mqtt_busy)
 
 
-async def storm_siblings(conn: asyncpg.Connection, group: tuple[str, str, str | None, str],
-                         known_ids: list[int], window_s: float) -> list[asyncpg.Record]:
-    """Pending rows (id, payload) of the leader's group (target, rule_id, district, change)
-    written within ``window_s`` of the leader ``known_ids[0]``, other than ``known_ids``."""
-    return await conn.fetch(_SIBLINGS, *group, known_ids, window_s)
+@dataclass(frozen=True, slots=True)
+class StormPart:
+    """One message of a storm group: the row that carries it, the rows merged into it, and
+    the alerts of all of them (the carrying row's first)."""
+
+    id: int
+    delivery_id: str
+    members: list[int]
+    alerts: list[dict[str, Any]]
 
 
-async def merge_outbox(conn: asyncpg.Connection, leader_id: int, member_ids: list[int]) -> None:
-    await conn.execute("UPDATE outbox SET merged_into = $1 WHERE id = ANY($2::int8[])",
-                       leader_id, member_ids)
+async def merge_storm(conn: asyncpg.Connection, leader_id: int,
+                      group: tuple[str, str, str, str | None, str], formed: list[int],
+                      window_s: float, per_part: int) -> list[StormPart]:
+    """Merge the leader's group in one statement, however large: the leader and the pending
+    first-time rows of ``group`` (channel, target, rule_id, district, change) written within
+    ``window_s`` of it, in id order after it, cut into parts of ``per_part`` rows, each merged
+    into its first row. ``formed`` are the rows carrying messages formed earlier in this
+    transaction (not yet marked grouped): they are no candidates. The parts, the leader's
+    first."""
+    rows = await conn.fetch(_MERGE, leader_id, *group, formed, window_s, per_part)
+    return [StormPart(r["id"], r["delivery_id"], list(r["members"]), json.loads(r["alerts"]))
+            for r in rows]
 
 
-async def store_grouped(conn: asyncpg.Connection, row_id: int, payload: Mapping[str, Any]) -> None:
-    """The merged message, so that every retry sends the very same one."""
-    await conn.execute("UPDATE outbox SET payload = $2::jsonb, grouped = true WHERE id = $1",
-                       row_id, json.dumps(payload, ensure_ascii=False))
+async def store_grouped(conn: asyncpg.Connection,
+                        messages: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Each (row id, message) as it is sent, so that every retry sends the very same one. A
+    stored message is due at once; the ones sent now are leased after this."""
+    await conn.execute(_GROUPED, [i for i, _ in messages],
+                       [msgspec.json.encode(m).decode() for _, m in messages])
 
 
 async def lease_outbox(conn: asyncpg.Connection, row_ids: list[int], lease_s: float) -> None:

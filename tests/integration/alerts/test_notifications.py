@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +22,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ioc.alerts import Alerts, NotificationConfig, Webhook
+from ioc.alerts.notifier import MAX_GROUP_ALERTS
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from tests.integration.alerts.conftest import (
     NB_DEVICES,
+    NGA_BAY,
     UNPLACED,
     VI_THANH,
     VT_DEVICES,
@@ -198,13 +202,14 @@ async def test_silences_suppress_notifications_not_records(fresh_pool: asyncpg.P
 
 
 class Subscriber:
-    """A paho subscriber collecting (topic, payload) in a thread."""
+    """A paho subscriber collecting (topic, payload) in a thread; a ``persistent`` one keeps
+    its session (and so what is published for it) across a broker restart."""
 
-    def __init__(self, broker: EmbeddedMosquitto, topic: str) -> None:
+    def __init__(self, broker: EmbeddedMosquitto, topic: str, *, persistent: bool = False) -> None:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._subscribed = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id="alert-watcher")
+                                  client_id="alert-watcher", clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append(
@@ -213,6 +218,14 @@ class Subscriber:
         self.client.loop_start()
         assert self._subscribed.wait(10)
 
+    async def until(self, n: int, within: float = 10.0) -> None:
+        """Wait until ``n`` messages arrived (fails the test when they do not in time)."""
+        deadline = time.monotonic() + within
+        while len(self.messages) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{len(self.messages)} of {n} MQTT messages after {within}s")
+            await asyncio.sleep(0.05)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -220,32 +233,165 @@ class Subscriber:
 
 async def test_mqtt_publishes_per_district(fresh_pool: asyncpg.Pool,
                                            mosquitto: EmbeddedMosquitto) -> None:
+    """MQTT messages are grouped like webhooks: held for the window, one per topic, rule and
+    change; with a window of 0 every change goes out at once on its own."""
     sub = Subscriber(mosquitto, "ioc/v1/alerts/#")
     try:
         alerts = make_alerts(fresh_pool, mqtt_url=mosquitto.url, mqtt_client_id="alerts-test",
-                             storm_window_s=30.0)
+                             storm_window_s=2.0)
         async with alerts:
             await until(lambda: _connected(alerts))
+            first = time.monotonic()
             await record(alerts, fresh_pool, [fire("nt-mqtt", VT_DEVICES[0]),
                                               fire("nt-mqtt", UNPLACED)])
+            await record(alerts, fresh_pool, [fire("nt-mqtt", VT_DEVICES[1])])
             alert_id = await fresh_pool.fetchval(
                 "SELECT id FROM alerts WHERE device_id = $1", VT_DEVICES[0])
             await alerts.ack(alert_id, "op-lan", None)
+            await sub.until(3)
+            held = time.monotonic() - first
+            await asyncio.sleep(1.0)  # nothing else follows
+        assert held >= 1.9  # held for the window
+        grouped = sorted((topic, m["change"], m["count"], m["devices"])
+                         for topic, m in sub.messages)
+        assert grouped == [
+            ("ioc/v1/alerts/unknown", "fired", 1, [UNPLACED]),
+            ("ioc/v1/alerts/vi-thanh", "acknowledged", 1, [VT_DEVICES[0]]),
+            ("ioc/v1/alerts/vi-thanh", "fired", 2, VT_DEVICES[:2])]
+        for _, m in sub.messages:
+            assert m["rule_id"] == "nt-mqtt" and m["severity"] == "critical"
+            assert [a["device_id"] for a in m["alerts"]] == m["devices"]
+        leaders = {str(r["delivery_id"]) for r in await outbox(fresh_pool)
+                   if r["merged_into"] is None}
+        assert {m["delivery_id"] for _, m in sub.messages} == leaders
 
-            async def three() -> bool:
-                return len(sub.messages) >= 3
-
-            await until(three)  # not held by the storm window: MQTT goes out at once
+        sub.messages.clear()
+        alerts = make_alerts(fresh_pool, mqtt_url=mosquitto.url, mqtt_client_id="alerts-test")
+        async with alerts:
+            await until(lambda: _connected(alerts))
+            started = time.monotonic()
+            await record(alerts, fresh_pool, [fire("nt-mqtt-now", d) for d in VT_DEVICES[2:4]])
+            await sub.until(2)
+            at_once = time.monotonic() - started
+            await asyncio.sleep(0.5)
+        assert at_once < 1.5
+        assert sorted((m["count"], m["devices"][0]) for _, m in sub.messages) == [
+            (1, VT_DEVICES[2]), (1, VT_DEVICES[3])]
     finally:
         sub.close()
-    got = sorted((topic, m["change"], m["alert"]["device_id"]) for topic, m in sub.messages)
-    assert got == [("ioc/v1/alerts/unknown", "fired", UNPLACED),
-                   ("ioc/v1/alerts/vi-thanh", "acknowledged", VT_DEVICES[0]),
-                   ("ioc/v1/alerts/vi-thanh", "fired", VT_DEVICES[0])]
-    ids = {str(r["delivery_id"]) for r in await outbox(fresh_pool)}
-    assert {m["delivery_id"] for _, m in sub.messages} == ids
+    rows = await outbox(fresh_pool)
+    assert len(rows) == 6 and all(r["delivered_at"] is not None for r in rows)
+
+
+async def test_a_grouped_mqtt_message_is_retried_whole(fresh_pool: asyncpg.Pool) -> None:
+    """The group is formed and stored before the first attempt: attempts fail while the broker is
+    down, and what arrives afterwards is that one message, under its delivery id."""
+    with EmbeddedMosquitto() as broker:
+        sub = Subscriber(broker, "ioc/v1/alerts/#", persistent=True)
+        try:
+            alerts = make_alerts(fresh_pool, mqtt_url=broker.url,
+                                 mqtt_client_id="alerts-outage", storm_window_s=1.0)
+            async with alerts:
+                await until(lambda: _connected(alerts))
+                await record(alerts, fresh_pool, [fire("nt-outage", d) for d in VT_DEVICES[:3]])
+                broker.stop_server()
+
+                async def failed_once() -> bool:
+                    return await fresh_pool.fetchval(
+                        "SELECT count(*) FROM outbox WHERE attempts > 0") > 0
+
+                await until(failed_once)
+                broker.start()
+                await sub.until(1, within=30)
+                await asyncio.sleep(0.5)
+        finally:
+            sub.close()
+    ((topic, m),) = sub.messages
+    rows = await outbox(fresh_pool)
+    (leader,) = [r for r in rows if r["merged_into"] is None]
+    assert topic == "ioc/v1/alerts/vi-thanh" and m["devices"] == VT_DEVICES[:3]
+    assert m["delivery_id"] == str(leader["delivery_id"])
+    assert leader["attempts"] >= 2 and all(r["delivered_at"] is not None for r in rows)
+    assert failures(alerts, "mqtt") == leader["attempts"] - 1
 
 
 async def _connected(alerts: Alerts) -> bool:
     return alerts.notifier.mqtt is not None and alerts.notifier.mqtt.connected
 
+
+
+LONG_MY = "Long Mỹ"
+STORM_DISTRICTS = {VI_THANH: 2500, NGA_BAY: 1500, LONG_MY: 1000}  # devices each
+STORM_RULES = ("nt-storm-flood", "nt-storm-rain")
+
+
+async def test_ten_thousand_alerts_make_one_message_per_group(
+        fresh_pool: asyncpg.Pool, receiver: Receiver, mosquitto: EmbeddedMosquitto) -> None:
+    """10,000 alerts (two rules on 5,000 devices in three districts) in four mixed batches within
+    the window: each channel gets one message per (rule, district) group and MAX_GROUP_ALERTS
+    alerts, listing every alert of the group once; every row is delivered, none is sent twice."""
+    devices: dict[str, str] = {}
+    for district, n in STORM_DISTRICTS.items():
+        for _ in range(n):
+            devices[f"hg-storm-{len(devices):05d}"] = district
+    await fresh_pool.executemany(
+        "INSERT INTO devices (id, kind, district, registered_by) VALUES ($1, 'water_level', $2,"
+        " 'file')", list(devices.items()))
+    transitions = [fire(rule, d) for d in devices for rule in STORM_RULES]
+    random.Random(22).shuffle(transitions)
+    window = 5.0
+    messages = 2 * sum(-(-n // MAX_GROUP_ALERTS) for n in STORM_DISTRICTS.values())  # per channel
+    sub = Subscriber(mosquitto, "ioc/v1/alerts/#")
+    try:
+        alerts = make_alerts(fresh_pool, NotificationConfig((hook(receiver, "ops"),)),
+                             storm_window_s=window, mqtt_url=mosquitto.url,
+                             mqtt_client_id="alerts-storm")
+        async with alerts:
+            await until(lambda: _connected(alerts))
+            started = time.monotonic()
+            for i in range(0, len(transitions), 2500):
+                await record(alerts, fresh_pool, transitions[i:i + 2500])
+            # Else the later batches would rightly make groups of their own.
+            assert time.monotonic() - started < window, "recording outlasted the window"
+
+            async def all_delivered() -> bool:
+                return await fresh_pool.fetchval(
+                    "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == 0
+
+            await until(all_delivered, within=window + 15)
+            await receiver.until("/ops", messages)
+            await sub.until(messages)
+            await asyncio.sleep(1.0)  # nothing else follows
+    finally:
+        sub.close()
+    webhook = receiver.at("/ops")
+    assert all(r.signed_with(SECRET) for r in webhook)
+    assert {t for t, _ in sub.messages} == {
+        "ioc/v1/alerts/vi-thanh", "ioc/v1/alerts/nga-bay", "ioc/v1/alerts/long-my"}
+    rows = await fresh_pool.fetch(
+        "SELECT channel, delivery_id::text AS delivery_id, merged_into, attempts, delivered_at,"
+        " failed_at, alert_id, rule_id, district FROM outbox")
+    assert len(rows) == 20_000
+    assert all(r["delivered_at"] is not None and r["failed_at"] is None for r in rows)
+    for channel, got in (("webhook", [r.json for r in webhook]),
+                         ("mqtt", [m for _, m in sub.messages])):
+        mine = [r for r in rows if r["channel"] == channel]
+        leaders = [r for r in mine if r["merged_into"] is None]
+        assert len(got) == len(leaders) == messages, channel
+        assert all(r["attempts"] == 1 for r in leaders)
+        assert sorted(m["delivery_id"] for m in got) == sorted(r["delivery_id"] for r in leaders)
+        expected: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for r in mine:
+            expected[(r["rule_id"], r["district"])].append(r["alert_id"])
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for m in got:
+            assert m["count"] == len(m["alerts"]) <= MAX_GROUP_ALERTS
+            assert m["devices"] == [a["device_id"] for a in m["alerts"]]
+            assert {(a["rule_id"], a["district"]) for a in m["alerts"]} == {
+                (m["rule_id"], m["district"])}
+            groups[(m["rule_id"], m["district"])].append(m)
+        assert groups.keys() == expected.keys() and len(groups) == 6
+        for key, parts in groups.items():
+            assert len(parts) == -(-len(expected[key]) // MAX_GROUP_ALERTS), (channel, key)
+            listed = sorted(a["id"] for m in parts for a in m["alerts"])
+            assert listed == sorted(expected[key]), (channel, key)
