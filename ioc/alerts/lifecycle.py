@@ -109,7 +109,6 @@ class Recorder:
         if corrections:
             await self._correct(conn, corrections, len(transitions), district, silences, written)
         written.changes.sort(key=lambda c: c.order)
-        await stored.reuse_plans(conn)
         await self._publish(conn, written, received_at, silences)
         return written
 
@@ -268,7 +267,6 @@ class Recorder:
         if current not in allowed:
             raise AlertStateConflict(alert_id, current, state)
         row = await stored.set_alert_state(conn, alert_id, state, actor)
-        await stored.reuse_plans(conn)
         written = Written([Change(0, state, alert_dict(row), actor, note)])
         await self._publish(conn, written, None, await active_silences(conn))
         return written
@@ -279,7 +277,6 @@ class Recorder:
         audit row (``actor``, ``note``) and one feed row each; the caller holds the transaction."""
         await stored.lock_alert_writes(conn)
         rows = await stored.acknowledge_alerts(conn, alert_ids, actor, districts)
-        await stored.reuse_plans(conn)
         written = Written([Change(r["id"], "acknowledged", alert_dict(r), actor, note)
                            for r in sorted(rows, key=lambda r: r["id"])])
         await self._publish(conn, written, None, await active_silences(conn))

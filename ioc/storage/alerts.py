@@ -94,20 +94,14 @@ ORDER BY u.ord
 async def lock_alert_writes(conn: asyncpg.Connection) -> None:
     """Take :data:`FEED_LOCK` until the transaction ends (see ``ioc/alerts/lifecycle.py``).
 
-    Until :func:`reuse_plans`, the transaction's statements are also planned for their
-    parameters on each run: the alert statements join arrays of keys to ``alerts``, and a plan
-    cached while the table was small (a fresh database, statistics not yet gathered) scans the
-    whole table on every call once it holds the alerts of a flood — an update of a few rows then
-    cost milliseconds.
+    The transaction's statements are also planned for their parameters on each run: the alert
+    statements join arrays of keys to ``alerts``, and a plan cached while the table was small (a
+    fresh database, statistics not yet gathered) scans the whole table on every call once it
+    holds the alerts of a flood — an update of a few rows then cost milliseconds. Planning a
+    statement costs a fraction of a millisecond, once per batch.
     """
     await conn.execute("SELECT pg_advisory_xact_lock($1), "
                        "set_config('plan_cache_mode', 'force_custom_plan', true)", FEED_LOCK)
-
-
-async def reuse_plans(conn: asyncpg.Connection) -> None:
-    """Cached plans again for the rest of the transaction: the audit and feed inserts check a
-    foreign key per row, and that check would be planned per row too."""
-    await conn.execute("SET LOCAL plan_cache_mode TO DEFAULT")
 
 
 async def continue_alerts(conn: asyncpg.Connection, columns: Sequence[list[Any]],
