@@ -1,17 +1,22 @@
-"""Shared pieces of the benchmarks: a server to measure on, the ceilings, and JSON results."""
+"""Shared pieces of the benchmarks: a server to measure on, the ceilings, the live feed's
+client, and JSON results."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from ioc.model import EventBatch
 from ioc.storage.copy_binary import COLUMNS
@@ -89,6 +94,71 @@ def machine() -> dict[str, Any]:
         "psql": pg.stdout.strip(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+class FeedClient:
+    """An SSE client of ``GET /api/v1/alerts/stream``, read like a browser's EventSource.
+
+    One class for bench/alert_latency.py's probes and bench/storm.py's markers, so that both
+    time the console the same way. A subclass records in ``sent`` (key -> monotonic time of
+    the publish) what it sends, and its ``_frame`` puts the arrival of each matching frame in
+    ``seen`` and sets ``_arrived``; ``frames`` counts every alert change received, its own
+    or not.
+    """
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.sent: dict[Any, float] = {}
+        self.seen: dict[Any, float] = {}
+        self.frames = 0
+        self.reconnects = 0
+        self._arrived = asyncio.Event()
+
+    async def listen(self, subscribed: asyncio.Event) -> None:
+        """Reads the stream until cancelled; reconnects with Last-Event-ID as a browser does."""
+        last_id: str | None = None
+        async with httpx.AsyncClient(timeout=None) as client:
+            while True:
+                headers = {"Last-Event-ID": last_id} if last_id else {}
+                try:
+                    async with client.stream("GET", f"{self.api}/api/v1/alerts/stream",
+                                             headers=headers) as resp:
+                        resp.raise_for_status()
+                        async for line in resp.aiter_lines():
+                            if line.startswith("retry:"):
+                                subscribed.set()
+                            elif line.startswith("id: "):
+                                last_id = line[4:]
+                            elif line.startswith("data: "):
+                                self.frames += 1
+                                self._frame(line[6:])
+                except httpx.HTTPError:
+                    pass
+                self.reconnects += 1
+
+    def _frame(self, data: str) -> None:
+        raise NotImplementedError
+
+    async def settle(self, keys: Iterable[Hashable], within_s: float) -> None:
+        """Wait (at most ``within_s``) for the frames of ``keys``."""
+        keys = list(keys)
+        deadline = time.monotonic() + within_s
+        while any(k not in self.seen for k in keys) and time.monotonic() < deadline:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), 1.0)
+
+    def latency(self, keys: Iterable[Hashable]) -> dict[str, Any]:
+        """Publish -> frame of ``keys`` in ms: the median, p95 and p99 by rank (p99 of 300 is
+        the third slowest, so that a handful of stalls shows instead of being interpolated
+        away), max and mean."""
+        lat = sorted((self.seen[k] - self.sent[k]) * 1000 for k in keys if k in self.seen)
+        if not lat:
+            return {"received": 0}
+        rank = {f"p{q}_ms": round(lat[min(len(lat) - 1, int(len(lat) * q / 100))], 1)
+                for q in (95, 99)}
+        return {"received": len(lat), "p50_ms": round(statistics.median(lat), 1), **rank,
+                "max_ms": round(lat[-1], 1), "mean_ms": round(statistics.fmean(lat), 1)}
 
 
 def median(values: list[float]) -> float:

@@ -38,6 +38,13 @@ the frames it serves; ``--no-sse`` measures the storm without them.
 ``--webhook`` adds a notification target (a local sink) for the gauge rule, so that every change
 also writes an outbox row; without it, as with the shipped config, no outbox rows are written.
 Writes bench/results/storm.json and prints a table.
+
+    .venv/bin/python bench/storm.py --live kafka://HOST:PORT|mqtt://HOST:PORT [--rate 20000]
+                                    [--seconds 60] [--per-message 1] [--topic ioc.storm]
+
+``--live`` produces the same storm as it happens instead (``produce_live``), for
+bench/alert_latency.py's storm phase, which runs it as a child process so that its CPU is not
+the probes' SSE client's, and prints what it sent as one JSON line.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import contextlib
 import datetime as dt
 import http.server
 import json
-import statistics
+import signal
 import sys
 import tempfile
 import threading
@@ -62,14 +69,15 @@ import numpy as np
 import psutil
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.producer.message_accumulator import BatchBuilder
 
-from bench.alert_latency import Probes
-from bench.common import checkpoint, write_result
+from bench.common import FeedClient, checkpoint, write_result
 from bench.ingest import cpu_seconds, drain
 from ioc.alerts.shape import iso
 from ioc.devices import Device
 from ioc.embedded.kafka import EmbeddedKafka
 from ioc.embedded.postgres import EmbeddedPostgres
+from ioc.simulator.publish import MqttPublisher
 from ioc.simulator.stream import EventStream
 from tests.support.publish import kafka_create_topic
 from tests.support.service import ServiceProcess
@@ -86,6 +94,7 @@ DISTRICTS = ("Vị Thanh", "Ngã Bảy", "Thị xã Long Mỹ", "Long Mỹ", "V�
              "Châu Thành A", "Phụng Hiệp")
 GOAL_RATIO, GOAL_CPU_US = 0.75, 10.0
 DRAIN_TIMEOUT_S = 900.0
+LIVE_TICK_S = 0.02  # the live storm sends what is due every 20 ms
 RULE = """
   - id: {id}
     kind: {kind}
@@ -102,10 +111,29 @@ def gauges() -> list[Device]:
             for i in range(GAUGES)]
 
 
+def gauge_entries() -> list[dict]:
+    """The gauges as entries of a devices file (so that their alerts carry districts)."""
+    return [{"id": d.id, "name": d.name, "kind": d.kind, "district": d.district,
+             "interval": f"{STEP_S:.0f}s", "tags": list(d.tags)} for d in gauges()]
+
+
+def gauge_partitions() -> dict[str, int]:
+    """Each gauge's partition of 0-3, so that its readings stay in order."""
+    return {d.id: i % BACKLOG_PARTITIONS for i, d in enumerate(gauges())}
+
+
+def gauge_rule(storm: bool = True) -> str:
+    """The rules-file entry of ``gauge-critical``: the storm's threshold, or (quiet) one
+    nothing reaches."""
+    when, clear = (THRESHOLD, CLEAR) if storm else (QUIET_THRESHOLD, QUIET_THRESHOLD - 0.2)
+    return RULE.format(id=GAUGE_RULE, kind="water_level", when=when, clear=clear,
+                       message="Mực nước {value:.2f} m tại {device_name} ({district}) vượt báo "
+                               "động lúc {ts:%H:%M %d/%m}")
+
+
 def write_config(tmp: Path, webhook_url: str | None) -> dict[str, Path]:
     """The devices file, one rules file per configuration and the notifications file."""
-    devices = [{"id": d.id, "name": d.name, "kind": d.kind, "district": d.district,
-                "interval": f"{STEP_S:.0f}s", "tags": list(d.tags)} for d in gauges()]
+    devices = gauge_entries()
     devices.append({"id": MARKER_DEVICE, "name": "Marker", "kind": MARKER_KIND,
                     "district": DISTRICTS[0]})
     paths = {"devices": tmp / "devices.yaml", "notifications": tmp / "notifications.yaml"}
@@ -113,55 +141,165 @@ def write_config(tmp: Path, webhook_url: str | None) -> dict[str, Path]:
                                 encoding="utf-8")
     marker = RULE.format(id=MARKER_RULE, kind=MARKER_KIND, when=100, clear=50,
                          message="marker {value:.0f}")
-    for config, when in (("quiet", QUIET_THRESHOLD), ("storm", THRESHOLD)):
-        clear = CLEAR if config == "storm" else QUIET_THRESHOLD - 0.2
-        gauge = RULE.format(
-            id=GAUGE_RULE, kind="water_level", when=when, clear=clear,
-            message="Mực nước {value:.2f} m tại {device_name} ({district}) vượt báo động "
-                    "lúc {ts:%H:%M %d/%m}")
+    for config in ("quiet", "storm"):
         paths[config] = tmp / f"rules-{config}.yaml"
-        paths[config].write_text("rules:" + gauge + marker, encoding="utf-8")
+        paths[config].write_text("rules:" + gauge_rule(config == "storm") + marker,
+                                 encoding="utf-8")
     hooks = ([{"name": "bench-sink", "url": webhook_url, "secret": "bench",
                "match": {"rule_id": GAUGE_RULE}}] if webhook_url else [])
     paths["notifications"].write_text(yaml.safe_dump({"webhooks": hooks}), encoding="utf-8")
     return paths
 
 
+def storm_stream(start_ms: int, step_s: float, seed: int,
+                 per_message: int = 1) -> EventStream:
+    """The gauges' readings, each gauge every ``step_s`` from ``start_ms``, one event a message
+    (event i is then reading i // GAUGES of gauge i % GAUGES) or arrays of ``per_message``
+    consecutive readings of one gauge, as field gateways send them."""
+    if per_message == 1:
+        return EventStream(gauges(), start_ms=start_ms, step_s=step_s, seed=seed)
+    return EventStream(gauges(), start_ms=start_ms, step_s=step_s, seed=seed, form="batch",
+                       batch_size=per_message)
+
+
+def storm_payloads(stream: EventStream, first: int,
+                   n: int) -> tuple[list[tuple[str, bytes]], np.ndarray]:
+    """Events ``first`` .. ``first + n - 1`` of the storm: ``(device_id, payload)`` per message
+    (the simulator's JSON) and, for every crossing, its place in the single-event stream
+    (reading * GAUGES + gauge): the rule fires at it, the gauge's next reading resolves it."""
+    dev, kind, rnd, msg = stream.layout.locate(first, n)
+    r = stream.model.readings(dev, kind, rnd)
+    crossing = (r.round + r.device) % EVERY == EVERY - 1
+    r.value = np.where(crossing, HIGH, np.clip(r.value, 0.1, NORMAL_MAX))
+    return stream.encoder.encode(r, msg), r.round[crossing] * GAUGES + r.device[crossing]
+
+
 def storm_backlog(n: int, seed: int) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
-    """``(device_id, payload)`` per event (the simulator's single-event JSON) and the fires
-    and resolves the storm rule must give."""
+    """``(device_id, payload)`` per event and the fires and resolves the storm rule must give."""
     hours = n / GAUGES * STEP_S / 3600
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours + 1)
-    stream = EventStream(gauges(), start_ms=round(start.timestamp() * 1000), step_s=STEP_S,
-                         seed=seed)
+    stream = storm_stream(round(start.timestamp() * 1000), STEP_S, seed)
     items: list[tuple[str, bytes]] = []
     fires = resolves = 0
     for a in range(0, n, 100_000):
-        dev, kind, rnd, msg = stream.layout.locate(a, min(100_000, n - a))
-        r = stream.model.readings(dev, kind, rnd)
-        crossing = (r.round + r.device) % EVERY == EVERY - 1
-        r.value = np.where(crossing, HIGH, np.clip(r.value, 0.1, NORMAL_MAX))
-        fires += int(crossing.sum())
-        resolves += int(((r.round[crossing] + 1) * GAUGES + r.device[crossing] < n).sum())
-        items.extend(stream.encoder.encode(r, msg))
+        payloads, crossings = storm_payloads(stream, a, min(100_000, n - a))
+        fires += len(crossings)
+        resolves += int((crossings + GAUGES < n).sum())
+        items.extend(payloads)
     return items, {"fires": fires, "resolves": resolves}
 
 
 async def produce_backlog(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
     """Each gauge's readings to one of the partitions 0-3, in order; acks=all."""
-    partition: dict[str, int] = {}
+    partition = gauge_partitions()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 enable_idempotence=False)
     await producer.start()
     try:
         sent = [await producer.send(
             topic, payload, key=device.encode(),
-            partition=partition.setdefault(device, len(partition) % BACKLOG_PARTITIONS))
+            partition=partition[device])
             for device, payload in items]
         await producer.flush()
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+
+
+class _KafkaSender:
+    """The live storm's Kafka side: the events due go out as one record batch per partition
+    (aiokafka's batch builder, not a send and a future per record), acks=1."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.partition = gauge_partitions()
+        self.keys = {d: d.encode() for d in self.partition}
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0,
+                                         enable_idempotence=False, max_batch_size=1 << 20)
+        self.delivered: list[asyncio.Future] = []
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def send(self, items: list[tuple[str, bytes]]) -> None:
+        producer, keys = self.producer, self.keys
+        builders: dict[int, BatchBuilder] = {}
+        for device, payload in items:
+            p = self.partition[device]
+            b = builders.get(p) or builders.setdefault(p, producer.create_batch())
+            if b.append(key=keys[device], value=payload, timestamp=None) is None:  # full
+                self.delivered.append(await producer.send_batch(b, self.topic, partition=p))
+                b = builders[p] = producer.create_batch()
+                b.append(key=keys[device], value=payload, timestamp=None)
+        for p, b in builders.items():
+            self.delivered.append(await producer.send_batch(b, self.topic, partition=p))
+
+    async def close(self) -> None:
+        try:
+            await self.producer.flush()
+            await asyncio.gather(*self.delivered)
+        finally:
+            await self.producer.stop()
+
+
+class _MqttSender:
+    """The live storm's MQTT side: the simulator's QoS 1 publisher (``ioc/v1/events/{id}``)."""
+
+    def __init__(self, url: str) -> None:
+        self.publisher = MqttPublisher(url, client_id="bench-storm")
+
+    async def start(self) -> None:
+        self.publisher.start()
+
+    async def send(self, items: list[tuple[str, bytes]]) -> None:
+        self.publisher.send_many(items)  # blocks only while 100 publishes await their acks
+
+    async def close(self) -> None:
+        if missing := self.publisher.close(30):
+            raise RuntimeError(f"{missing} storm messages were not acknowledged")
+
+
+async def produce_live(target: str, rate: float, seconds: float, seed: int, *,
+                       topic: str = "ioc.storm", per_message: int = 1) -> dict:
+    """The storm as it happens (bench/alert_latency.py --storm runs this in a child process):
+    ``rate`` events/s to ``target`` (``kafka://host:port``, to ``topic``, or ``mqtt://host:port``)
+    for at most ``seconds`` (SIGTERM ends it sooner), each message sent when the ts of its first
+    reading comes, so that the service sees a live flood and not a backlog whose lag would also
+    hold back its absence check. The shape is the backlog's (200 gauges, every 50th reading
+    crossing, 4% transitions), only denser in time: each gauge reads every GAUGES / rate s,
+    every 10 ms at 20k events/s. What is due goes out every LIVE_TICK_S, in one call: the
+    producer shares the two cores with the service it loads. Returns what was sent, and the
+    fires in it.
+    """
+    if rate > 1000 * GAUGES:
+        raise ValueError(f"at most {1000 * GAUGES} events/s: ts in ms, a gauge's readings "
+                         "must differ")
+    scheme, _, address = target.partition("://")
+    sender = _KafkaSender(address, topic) if scheme == "kafka" else _MqttSender(target)
+    stream = storm_stream(round(time.time() * 1000), GAUGES / rate, seed, per_message)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await sender.start()
+    tick = max(1, round(rate * LIVE_TICK_S))
+    sent = messages = fires = 0
+    t0 = time.monotonic()
+    try:
+        while not stop.is_set() and (now := time.monotonic()) - t0 < seconds:
+            due = t0 + sent / rate
+            if due > now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), due - now)
+                continue
+            end = stream.align(sent + tick)
+            items, crossings = storm_payloads(stream, sent, end - sent)
+            await sender.send(items)
+            sent, messages, fires = end, messages + len(items), fires + len(crossings)
+        elapsed = time.monotonic() - t0
+    finally:
+        await sender.close()
+    return {"target": scheme, "target_events_per_s": rate, "events": sent,
+            "messages": messages, "seconds": round(elapsed, 2),
+            "events_per_s": round(sent / elapsed), "fires": fires}
 
 
 async def skip_old_markers(bootstrap: str, topic: str, group: str) -> None:
@@ -180,18 +318,14 @@ async def skip_old_markers(bootstrap: str, topic: str, group: str) -> None:
         await consumer.stop()
 
 
-class Markers(Probes):
-    """Live marker readings on partition 4, matched with their frames on the SSE stream."""
+class Markers(FeedClient):
+    """Live marker readings on partition 4, matched with their frames on the SSE stream; keyed
+    by (change, its time as the API shows it)."""
 
     def __init__(self, api: str, bootstrap: str, topic: str) -> None:
-        self.api = api
+        super().__init__(api)
         self.bootstrap = bootstrap
         self.topic = topic
-        self.sent: dict[tuple[str, str], float] = {}  # (change, its time as the API shows it)
-        self.seen: dict[tuple[str, str], float] = {}
-        self.frames = 0
-        self.reconnects = 0
-        self._arrived = asyncio.Event()
 
     def _frame(self, data: str) -> None:
         if f'"{MARKER_RULE}"' not in data:  # the storm's own frames: counted, not parsed
@@ -226,23 +360,11 @@ class Markers(Probes):
         finally:
             await producer.stop()
 
-    async def settle(self, within_s: float) -> None:
-        """Wait (at most ``within_s``) for the frames of the markers sent."""
-        deadline = time.monotonic() + within_s
-        while any(k not in self.seen for k in self.sent) and time.monotonic() < deadline:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), 1.0)
-
-    def latency(self) -> dict:
-        lat = sorted((self.seen[k] - t) * 1000 for k, t in self.sent.items() if k in self.seen)
-        if not lat:
-            return {"markers": len(self.sent), "received": 0}
-        return {"markers": len(self.sent), "received": len(lat),
-                "p50_ms": round(statistics.median(lat), 1),
-                "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
-                "max_ms": round(lat[-1], 1), "sse_frames": self.frames,
-                "sse_reconnects": self.reconnects}
+    def summary(self) -> dict:
+        lat = self.latency(self.sent)
+        extra = {"sse_frames": self.frames, "sse_reconnects": self.reconnects} if lat[
+            "received"] else {}
+        return {"markers": len(self.sent), **lat, **extra}
 
 
 async def drain_with_markers(svc: ServiceProcess, n: int, bootstrap: str, topic: str,
@@ -262,7 +384,7 @@ async def drain_with_markers(svc: ServiceProcess, n: int, bootstrap: str, topic:
         await asyncio.wait_for(sender, 30)
         # The drain stopped at n stored, markers included: wait for the rest of the backlog.
         await asyncio.to_thread(drain, svc, n + len(markers.sent), 60)
-        await markers.settle(15)
+        await markers.settle(markers.sent, 15)
     finally:
         stop.set()
         for task in (draining, listener, sender):
@@ -270,7 +392,7 @@ async def drain_with_markers(svc: ServiceProcess, n: int, bootstrap: str, topic:
                 task.cancel()
         await asyncio.gather(draining, listener, *([sender] if sender else []),
                              return_exceptions=True)
-    return result, markers.latency()
+    return result, markers.summary()
 
 
 ROW_COUNTS = """
@@ -401,7 +523,22 @@ def main() -> None:
                         help="no markers and no SSE client (the storm without a console open)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the untimed quiet drain that warms the server")
+    live = parser.add_argument_group(
+        "live storm", "instead of the backlog benchmark: produce the storm as it happens and "
+        "print what was sent as JSON (the producer of bench/alert_latency.py --storm)")
+    live.add_argument("--live", metavar="URL", help="kafka://host:port or mqtt://host:port")
+    live.add_argument("--topic", default="ioc.storm", help="Kafka topic")
+    live.add_argument("--rate", type=float, default=20000, help="events per second")
+    live.add_argument("--seconds", type=float, default=60, help="at most this long")
+    live.add_argument("--per-message", type=int, default=1,
+                      help="readings per message (arrays of one gauge's readings when > 1)")
+    live.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if args.live:
+        print(json.dumps(asyncio.run(produce_live(
+            args.live, args.rate, args.seconds, args.seed, topic=args.topic,
+            per_message=args.per_message))), flush=True)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="ioc-bench-storm-"))
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink) if args.webhook else None
     if sink:
