@@ -1,7 +1,7 @@
 """Accelerators: compiled (numba) code that does a step of the data path faster than plain code.
 
 An accelerator here is an optimisation, never a definition: each step it speeds up is defined
-by a plain-library reference (msgspec and the standard library), which the service runs when
+by a plain-library reference (msgspec, numpy and the standard library), which the service runs when
 the accelerators are off. The rule for every module of this package:
 
 - **beside its reference**: the code that dispatches to the accelerator holds the reference
@@ -27,6 +27,9 @@ The accelerators, each with its reference:
 - :func:`.copy_rows.write_rows` writes the rows of binary COPY data from column buffers.
   Reference: ``_encode_plain`` in ``ioc/storage/copy_binary.py``, ``struct`` per field, the
   same bytes.
+- :func:`.threshold.threshold_scan` runs a threshold rule over its stream in one pass.
+  Reference: the numpy path of ``RuleEngine._evaluate_rule`` in ``ioc/rules/engine.py``
+  (``_hot_events``, ``kernels.threshold``, ``RuleState.diff``): the same transitions and state.
 
 The screen's reference is not the same function but a plainer, more cautious one: UTF-8
 checked by Python's codec over the whole message, nesting counted exactly, and substring

@@ -75,6 +75,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ioc import fast
 from ioc.rules import kernels
 from ioc.rules.checkpoints import NO_EVENT, CheckpointPlan, Checkpoints
 from ioc.rules.codec import rule_fingerprint
@@ -693,6 +694,13 @@ class RuleEngine:
             out = kernels.absent(rs, stream)
         elif rule.rate:
             out = kernels.rate(rs, stream, rule.clear)
+        elif not rule.count and fast.enabled():
+            # The compiled pass (ioc/fast/threshold.py); its reference is the branch below
+            # with rs.diff after it.
+            out, upd = kernels.threshold_compiled(pos, rs, stream)
+            if upd is not None:
+                ev._state_updates.append(upd)
+            return pos, stream, out
         else:
             hot = self._hot_events(rs, stream)
             if hot is None:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ioc.fast.threshold import NO_CLEAR, OPS, threshold_scan
 from ioc.rules.model import Condition
 from ioc.rules.segments import NONE, last_marker, segment_ends, segment_starts, shift_in_segment
-from ioc.rules.state import RuleState
+from ioc.rules.state import RuleState, StateUpdate
 
 
 @dataclass(slots=True)
@@ -120,6 +121,32 @@ def threshold(rs: RuleState, s: Stream, match: np.ndarray, clear: np.ndarray) ->
     fire, clr, after = toggle(eligible, clear, s.start, firing)
     state["firing"] = after[ends]
     return Outcome(fire, clr, s.slot[ends], state)
+
+
+def _coded(cond: Condition | None) -> tuple[int, float, float]:
+    """A condition as the compiled scan reads it (operator code, threshold, upper bound)."""
+    if cond is None:
+        return NO_CLEAR, 0.0, 0.0
+    v = cond.value
+    if isinstance(v, tuple):
+        return OPS["between" if cond.op == "between" else "outside"], float(v[0]), float(v[1])
+    return OPS[cond.op], float(v), 0.0
+
+
+def threshold_compiled(pos: int, rs: RuleState, s: Stream) -> tuple[Outcome, StateUpdate | None]:
+    """A threshold rule over its whole stream in one compiled pass (``ioc/fast/threshold.py``):
+    the transitions as masks over ``s`` and the update of the devices whose state changed.
+    The same as ``RuleEngine._evaluate_rule``'s numpy path: :func:`condition_mask` and the
+    devices that can change, :func:`threshold`, then ``RuleState.diff``."""
+    stored_run = rs.arrays.get("run_start")
+    fire, clr, slots, firing, run = threshold_scan(
+        s.value, s.ts, s.slot, s.start, _coded(rs.rule.when), _coded(rs.rule.clear),
+        rs.arrays["firing"], stored_run, round(rs.rule.for_s * 1e6))
+    out = Outcome(fire, clr, slots, {})
+    if not len(slots):
+        return out, None
+    values = {"firing": firing} if stored_run is None else {"run_start": run, "firing": firing}
+    return out, StateUpdate(pos, slots, values)
 
 
 def count(rs: RuleState, s: Stream, match: np.ndarray, clear: np.ndarray) -> Outcome:
