@@ -3,11 +3,11 @@
 Per device the engine needs every event it consumed since the device's horizon (its
 oldest kept checkpoint, at most ``1.5 × max_lateness`` behind its newest event). They are
 kept as column chunks: one per batch, appended as they are (the batch already built the
-arrays), and every ``FOLD_AT`` batches merged into one chunk while older chunks drop events
+arrays), and every ``FOLD_AT`` batches grouped into one chunk while older chunks drop events
 below their device's horizon (see ``RecentEvents._fold``). Appending costs nothing per
-event; folding copies each event about once. A replay finds its devices' events by binary
-search in the folded chunks (each sorted by slot the first time a replay reads it) and by a
-scan of the fresh ones.
+event. A replay finds its devices' events by binary search in the folded chunks (each
+joined and sorted by slot the first time a replay reads it) and by a scan of the fresh ones;
+a stream that is never late never joins or sorts a chunk.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class RecentEvents:
     """The consumed events of every device since its horizon."""
 
     def __init__(self) -> None:
-        # Folded chunks, and the same sorted by slot (made by the first replay that reads the
-        # chunk: a stream that is never late never sorts).
-        self._folded: list[Events] = []
+        # Folded chunks, each the parts it was grouped from until a replay reads it (then
+        # joined), and the same sorted by slot (made by the first replay that reads the chunk).
+        self._folded: list[list[Events]] = []
         self._by_slot: list[Events | None] = []
         self._fresh: list[Events] = []
         self._size = 0
@@ -92,38 +92,41 @@ class RecentEvents:
             self._fold(horizon)
 
     def _fold(self, horizon: np.ndarray) -> None:
-        """Merge the fresh chunks' live events (at or above their horizon) into one chunk, and
+        """Group the fresh chunks' live events (at or above their horizon) into one chunk, and
         drop the events that fell below their horizon from the older chunks.
 
         Events arrive roughly in time order, so an old chunk is mostly wholly below its
         devices' horizons (dropped without a copy) or wholly above (kept as it is); only a
         chunk that lost more than half its events is copied, and such small remainders are
-        merged, so that the chunks stay few and what is kept stays within twice what is live.
+        grouped, so that the chunks stay few and what is kept stays within twice what is live.
+        Nothing is joined here: joining a chunk's parts waits for a replay that reads it.
         """
-        merged = Events.concat([_live(c, horizon) for c in self._fresh])
-        folded: list[Events] = [merged] if len(merged) else []
-        by_slot: list[Events | None] = [None] if len(merged) else []
+        merged = [p for p in (_live(c, horizon) for c in self._fresh) if len(p)]
+        folded: list[list[Events]] = [merged] if merged else []
+        by_slot: list[Events | None] = [None] if merged else []
         small = []
-        for c, sorted_c in zip(self._folded, self._by_slot, strict=True):
-            live = c.ts >= horizon[c.slot]
-            n = int(np.count_nonzero(live))
-            if 2 * n > len(c):
-                folded.append(c)
+        for parts, sorted_c in zip(self._folded, self._by_slot, strict=True):
+            lives = [c.ts >= horizon[c.slot] for c in parts]
+            n = sum(int(np.count_nonzero(live)) for live in lives)
+            if 2 * n > sum(map(len, parts)):
+                folded.append(parts)
                 by_slot.append(sorted_c)
             elif n:
-                small.append(c.take(live))
+                small += [c.take(live) for c, live in zip(parts, lives, strict=True) if live.any()]
         if small:
-            folded.append(Events.concat(small))
+            folded.append(small)
             by_slot.append(None)
         self._folded, self._by_slot, self._fresh = folded, by_slot, []
-        self._size = sum(map(len, folded))
+        self._size = sum(len(c) for parts in folded for c in parts)
 
     def take(self, slots: np.ndarray, since: np.ndarray) -> Events:
         """The events of ``slots`` (sorted, unique) with ts >= ``since`` (one per slot)."""
         parts = []
-        for i, c in enumerate(self._folded):
+        for i, chunk in enumerate(self._folded):
             if self._by_slot[i] is None:
-                self._by_slot[i] = c.take(np.argsort(c.slot, kind="stable"))
+                joined = Events.concat(chunk)
+                self._folded[i] = [joined]
+                self._by_slot[i] = joined.take(np.argsort(joined.slot, kind="stable"))
             parts.append(_of_slots(self._by_slot[i], slots, since))  # type: ignore[arg-type]
         if self._fresh:
             wanted = np.zeros(self._slots, dtype=np.bool_)

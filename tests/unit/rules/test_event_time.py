@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
+from unittest import mock
 
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
@@ -22,10 +23,12 @@ from ioc.rules import (
     RuleEngine,
     Transition,
     backtest,
+    history,
 )
 from ioc.rules.corrections import alert_records
 from ioc.rules.history import FOLD_AT
 from ioc.rules.reference import ReferenceEvaluator, reference_alerts
+from tests.unit.rules import test_rules_properties as props
 from tests.unit.rules.rules_testing import (
     AlertBook,
     Event,
@@ -413,3 +416,26 @@ def test_backtest_of_each_rule_gives_the_reference_alerts(rules: list[Rule], cas
     transitions = [t for rule in rules
                    for t in backtest(rule, history, DEVICES, until_us=case.now_us)]
     assert alert_records(transitions) == reference(rules, case)
+
+
+@settings(max_examples=int(os.environ.get("IOC_RULES_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(rules=props.rule_sets(), events=props.streams(),
+       cuts=st.lists(st.integers(0, 80), min_size=4, max_size=30), late=props.lateness)
+def test_replays_read_folded_chunks_as_fresh_ones(rules: list[Rule], events: list,
+                                                  cuts: list[int], late: float) -> None:
+    """Recent events folded every two batches (so that replays read folded chunks, joined on
+    first read, and later folds keep, drop or compact them): the alerts of any cuts are still
+    the reference's."""
+    note(f"{rules=} {events=} {cuts=} {late=}")
+    arrivals = props.within_lateness(events, late)
+    expected = props.split_by_resolution(
+        rules, reference_alerts(rules, props.DEVICES, batch(arrivals)))
+    with mock.patch.object(history, "FOLD_AT", 2):
+        engine = RuleEngine(rules, props.DEVICES, late)
+        book = AlertBook()
+        for lo, hi in bounds(len(arrivals), cuts):
+            ev = engine.evaluate(batch(arrivals[lo:hi]))
+            book.apply(ev.transitions, ev.corrections)
+            engine.commit(ev)
+    assert props.split_by_resolution(rules, book.records()) == expected
