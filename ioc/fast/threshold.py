@@ -51,7 +51,7 @@ def threshold_scan(
     return fire, clr, slots[:k], new_firing[:k], new_run[:k]
 
 
-@njit("b1(f8, i8, f8, f8)", cache=True, nogil=True, _nrt=False)
+@njit("b1(f8, i8, f8, f8)", cache=True, nogil=True, _nrt=False, inline="always")
 def _holds(x, op, v, hi):
     if op == 0:
         return x > v
