@@ -16,6 +16,10 @@ let ctx = null; // { me, canAct, alerts, devices } while signed in
 let view = null;
 let connection = { state: 'connecting', since: null, retryAt: null };
 let updateTimer = null;
+const ALARM_GAP_MS = 3000;
+const alarmQueue = [];
+let alarmTimer = null;
+let lastAlarm = 0;
 
 function route() {
   const path = location.hash.replace(/^#/, '') || '/';
@@ -90,8 +94,23 @@ function renderSound() {
   btn.querySelector('use').setAttribute('href', on ? '#i-bell' : '#i-bell-off');
 }
 
-function announce(alert) {
-  $('announcer').textContent = `${t(`sev.${alert.severity}`)}: ${alert.message}`;
+/**
+ * Flash, beep and announce new critical alerts at most once per ``ALARM_GAP_MS``: a storm
+ * brings hundreds within a second, and one alarm each would be one long noise and a frozen
+ * page (every flash restarts an animation, a layout of the page).
+ */
+function alarm(alert) {
+  alarmQueue.push(alert);
+  alarmTimer ??= setTimeout(() => {
+    alarmTimer = null;
+    lastAlarm = Date.now();
+    const [first, ...more] = alarmQueue.splice(0);
+    flashScreen();
+    beep();
+    $('announcer').textContent = more.length
+      ? t('alarm.many', { n: more.length + 1, message: first.message })
+      : `${t(`sev.${first.severity}`)}: ${first.message}`;
+  }, Math.max(0, lastAlarm + ALARM_GAP_MS - Date.now()));
 }
 
 // ---- sign-in -----------------------------------------------------------------------------
@@ -121,9 +140,7 @@ function start(me) {
     const { alert, fresh } = e.detail;
     if (fresh && alert.state === 'firing' && alert.severity === 'critical') {
       markFlash(alert.id);
-      flashScreen();
-      beep();
-      announce(alert);
+      alarm(alert);
     }
     scheduleUpdate();
   });

@@ -42,8 +42,11 @@ function actions(alert, ctx) {
       t('action.resolve')));
 }
 
-/** A row of the feed; ``wall`` drops the controls and the secondary details. */
-function alertItem(alert, ctx, { wall = false } = {}) {
+/**
+ * A row of the feed; ``wall`` drops the controls and the secondary details, ``calm`` the flash
+ * of a new critical alert (a storm's own row says it).
+ */
+function alertItem(alert, ctx, { wall = false, calm = false } = {}) {
   const handled = [];
   if (alert.acknowledged_by) {
     handled.push(h('span', {}, t('alert.ackBy', { who: alert.acknowledged_by }), ' · ',
@@ -56,7 +59,7 @@ function alertItem(alert, ctx, { wall = false } = {}) {
       formatTime(alert.resolved_at)));
   }
   const classes = ['alert', `sev-${alert.severity}`, `state-${alert.state}`];
-  if (isFlashing(alert.id)) classes.push('flash');
+  if (!calm && isFlashing(alert.id)) classes.push('flash');
   return h('li', {
     class: classes.join(' '),
     dataset: {
@@ -116,7 +119,7 @@ export function reconcile(list, items, keyOf, rowFor) {
 /** The row of ``alert``: ``li`` again when nothing shown has changed, else a new one. */
 export function alertRow(alert, li, ctx, options = {}) {
   if (li && li.dataset.version === versionKey(alert)
-      && li.classList.contains('flash') === isFlashing(alert.id)) return li;
+      && li.classList.contains('flash') === (!options.calm && isFlashing(alert.id))) return li;
   return alertItem(alert, ctx, options);
 }
 

@@ -5,6 +5,7 @@
 import { api } from '../api.js';
 import { h, icon, timeEl } from '../dom.js';
 import { formatTime, formatValue, getLang, t } from '../i18n.js';
+import { startedMs } from '../store.js';
 import { alertRow, confirmWithNote, reconcile, renderAlertList, severityBadge } from './alerts.js';
 
 /** Fewer alerts than this stay rows of their own: two gauges on one river are not a storm. */
@@ -12,7 +13,8 @@ export const STORM_MIN = 5;
 const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
 const ACK_CHUNK = 20_000; // the most ids POST /alerts/acknowledge takes at once
 
-const MEMBERS_STEP = 25; // rows of an open storm added per task
+const MEMBERS_FIRST = 10; // rows of a storm shown in the click that opens it (a screenful)
+const MEMBERS_STEP = 25; // rows added per task after it
 
 const shownMembers = new Map(); // key of a storm the operator opened -> how many rows it shows
 const shownStorm = new WeakMap(); // row -> the storm it shows now
@@ -67,7 +69,7 @@ export function groupStorms(alerts, windowMs, rules = []) {
   const stormOf = new Map();
   for (const same of byKey.values()) {
     if (same.length < STORM_MIN) continue;
-    const oldestFirst = same.slice().sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at) || a.id - b.id);
+    const oldestFirst = same.slice().sort((a, b) => startedMs(a) - startedMs(b) || a.id - b.id);
     let run = [];
     const close = () => {
       if (run.length >= STORM_MIN) {
@@ -78,7 +80,7 @@ export function groupStorms(alerts, windowMs, rules = []) {
     };
     let previous = null;
     for (const a of oldestFirst) {
-      const at = Date.parse(a.started_at);
+      const at = startedMs(a);
       if (previous !== null && at - previous > windowMs) close();
       run.push(a);
       previous = at;
@@ -167,23 +169,25 @@ function stormHead(storm, ctx, { wall }) {
 
 /**
  * Open or close a storm row at once (not at the next render): the operator clicked it. Its
- * rows come ``MEMBERS_STEP`` at a time, a task each, so that the page answers the next click
- * while hundreds of rows are still being added.
+ * first rows come at once, the others ``MEMBERS_STEP`` at a time, a task each, so that the
+ * page answers the next click while hundreds of rows are still being added.
  */
 function toggle(row, ctx) {
   const { key } = shownStorm.get(row);
   if (shownMembers.has(key)) shownMembers.delete(key);
-  else shownMembers.set(key, MEMBERS_STEP);
+  else shownMembers.set(key, MEMBERS_FIRST);
   stormRow(shownStorm.get(row), row, ctx);
+  // Each step after a frame has been drawn: steps queued as plain tasks would run before it.
+  const later = (step) => requestAnimationFrame(() => setTimeout(step));
   const grow = () => {
     const storm = shownStorm.get(row);
     const shown = shownMembers.get(key);
     if (!row.isConnected || shown === undefined || shown >= storm.alerts.length) return;
     shownMembers.set(key, shown + MEMBERS_STEP);
     stormRow(storm, row, ctx);
-    setTimeout(grow);
+    later(grow);
   };
-  setTimeout(grow);
+  later(grow);
 }
 
 /** The row of ``storm``: its head is rebuilt only when what it shows changed. */
@@ -208,8 +212,12 @@ export function stormRow(storm, li, ctx, { wall = false } = {}) {
     expand.textContent = shown !== undefined ? t('storm.collapse') : t('storm.expand', { n: storm.alerts.length });
   }
   members.hidden = shown === undefined;
-  if (shown === undefined) members.replaceChildren();
-  else renderAlertList(members, storm.alerts.slice(0, shown), ctx);
+  if (shown === undefined) {
+    // Hidden now; the rows go after the frame (removing hundreds is no part of the answer).
+    if (members.firstChild) {
+      requestAnimationFrame(() => setTimeout(() => { if (members.hidden) members.replaceChildren(); }));
+    }
+  } else renderAlertList(members, storm.alerts.slice(0, shown), ctx, { calm: true });
   shownStorm.set(row, storm);
   return row;
 }
