@@ -104,7 +104,7 @@ class Probes(FeedClient):
     the probe's device."""
 
     def __init__(self, broker: EmbeddedMosquitto, api: str) -> None:
-        super().__init__(api)
+        super().__init__(api, self._probe_of)
         self._ready = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id="bench-probe")
@@ -114,14 +114,15 @@ class Probes(FeedClient):
         if not self._ready.wait(10):
             raise RuntimeError("probe publisher could not connect")
 
-    def _frame(self, data: str) -> None:
-        now = time.monotonic()
+    @staticmethod
+    def _probe_of(data: str) -> str | None:
+        """The probe device whose ``fired`` frame this is, if it is one."""
         if '"bench-probe"' not in data:  # a storm's frames: counted, not parsed
-            return
+            return None
         alert = json.loads(data)
         if alert["rule_id"] == "bench-probe" and alert["change"] == "fired":
-            self.seen.setdefault(alert["device_id"], now)
-            self._arrived.set()
+            return alert["device_id"]
+        return None
 
     async def run(self, phase: str, n: int, interval_s: float) -> dict:
         for i in range(n):

@@ -11,7 +11,7 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,15 @@ class FeedClient:
     """An SSE client of ``GET /api/v1/alerts/stream``, read like a browser's EventSource.
 
     One class for bench/alert_latency.py's probes and bench/storm.py's markers, so that both
-    time the console the same way. A subclass records in ``sent`` (key -> monotonic time of
-    the publish) what it sends, and its ``_frame`` puts the arrival of each matching frame in
-    ``seen`` and sets ``_arrived``; ``frames`` counts every alert change received, its own
-    or not.
+    time the console the same way. The user records in ``sent`` (key -> monotonic time of the
+    publish) what it sends; ``key_of`` names the key of a frame that answers one (None for any
+    other frame), and its arrival goes in ``seen``. ``frames`` counts every alert change
+    received, its own or not.
     """
 
-    def __init__(self, api: str) -> None:
+    def __init__(self, api: str, key_of: Callable[[str], Hashable | None]) -> None:
         self.api = api
+        self._key_of = key_of
         self.sent: dict[Any, float] = {}
         self.seen: dict[Any, float] = {}
         self.frames = 0
@@ -131,13 +132,14 @@ class FeedClient:
                                 last_id = line[4:]
                             elif line.startswith("data: "):
                                 self.frames += 1
-                                self._frame(line[6:])
+                                now = time.monotonic()
+                                key = self._key_of(line[6:])
+                                if key is not None:
+                                    self.seen.setdefault(key, now)
+                                    self._arrived.set()
                 except httpx.HTTPError:
                     pass
                 self.reconnects += 1
-
-    def _frame(self, data: str) -> None:
-        raise NotImplementedError
 
     async def settle(self, keys: Iterable[Hashable], within_s: float) -> None:
         """Wait (at most ``within_s``) for the frames of ``keys``."""

@@ -323,19 +323,18 @@ class Markers(FeedClient):
     by (change, its time as the API shows it)."""
 
     def __init__(self, api: str, bootstrap: str, topic: str) -> None:
-        super().__init__(api)
+        super().__init__(api, self._marker_of)
         self.bootstrap = bootstrap
         self.topic = topic
 
-    def _frame(self, data: str) -> None:
+    @staticmethod
+    def _marker_of(data: str) -> tuple[str, str] | None:
+        """(change, its time) of a marker's ``fired`` or ``resolved`` frame, if it is one."""
         if f'"{MARKER_RULE}"' not in data:  # the storm's own frames: counted, not parsed
-            return
-        now = time.monotonic()
+            return None
         alert = json.loads(data)
         at = {"fired": "started_at", "resolved": "resolved_at"}.get(alert["change"])
-        if at is not None:
-            self.seen.setdefault((alert["change"], alert[at]), now)
-            self._arrived.set()
+        return None if at is None else (alert["change"], alert[at])
 
     async def send(self, stop: asyncio.Event, interval_s: float) -> None:
         """One marker every ``interval_s`` until ``stop``: above the rule, then below, ..."""
