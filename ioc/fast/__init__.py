@@ -1,4 +1,5 @@
-"""Accelerators: compiled (numba) code that does a step of the data path faster than plain code.
+"""Accelerators: compiled (numba) or hand-written code that does a step of the data path faster
+than the library made for it.
 
 An accelerator here is an optimisation, never a definition: each step it speeds up is defined
 by a plain-library reference (msgspec, numpy and the standard library), which the service runs when
@@ -30,6 +31,10 @@ The accelerators, each with its reference:
 - :func:`.threshold.threshold_scan` runs a threshold rule over its stream in one pass.
   Reference: the numpy path of ``RuleEngine._evaluate_rule`` in ``ioc/rules/engine.py``
   (``_hot_events``, ``kernels.threshold``, ``RuleState.diff``): the same transitions and state.
+- :class:`.mqtt_wire.PacketReader` splits whole socket reads into MQTT PUBLISH packets, and
+  :func:`.mqtt_wire.pubacks` writes a batch's acks as one buffer. Reference: paho-mqtt reading
+  and acking packet by packet (``ioc/ingest/mqtt.py`` runs either): the same messages stored,
+  the same packet ids acked.
 
 The screen's reference is not the same function but a plainer, more cautious one: UTF-8
 checked by Python's codec over the whole message, nesting counted exactly, and substring

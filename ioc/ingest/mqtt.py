@@ -6,6 +6,15 @@ per-message work is pure Python, and a second thread fights the pipeline for the
 socket call and wakes itself through a socket pair for every ack. Only the blocking TCP (and
 TLS) connect runs in a worker thread, while nothing else touches the client.
 
+Once the subscription is granted, and with the accelerators on (``IOC_ACCELERATE``), the source
+reads the socket itself: whole reads split into PUBLISH packets in bulk by
+:class:`ioc.fast.mqtt_wire.PacketReader` (paho spends three ``recv`` calls and a dozen Python
+calls on each packet), and the acks of a committed batch written as one buffer. paho keeps the
+connection's set-up (TLS, credentials, CONNECT, SUBSCRIBE) and its end (DISCONNECT, and the
+close when the broker goes away); in between the source sends the PINGREQs and watches the
+PINGRESPs itself. With the accelerators off, paho reads every packet and queues every ack, the
+reference of the same behaviour.
+
 Unacked messages are bounded by the MQTT v5 Receive Maximum the service announces (and the
 broker's own in-flight limit): the broker stops sending when that many are unacked, which is
 the backpressure. An ack is sent only for a message received on the current connection; after
@@ -18,7 +27,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -26,6 +37,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ioc import fast
+from ioc.fast.mqtt_wire import (
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PacketReader,
+    Packets,
+    ProtocolError,
+    disconnect_reason,
+    pubacks,
+)
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
 from ioc.model import RawMessage
@@ -36,7 +58,9 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our queue for a week of downtime
 KEEPALIVE_S = 30
-READ_BURST = 512  # packets read per wake-up before other tasks get the loop back
+READ_BURST = 512  # packets paho reads per wake-up before other tasks get the loop back
+RECV_BYTES = 1 << 18  # one read of the bulk reader
+READ_BYTES_PER_WAKE = 1 << 21  # the bulk reader's bytes per wake-up, likewise
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 10.0
 DISCONNECT_TIMEOUT_S = 5.0
 
@@ -81,7 +105,11 @@ class MqttSource:
         self.topic = topic
         self.client_id = client_id
         self.receive_maximum = receive_maximum
-        self._buf: list[tuple[bytes, str, int, int, int]] = []
+        # Received and not yet handed to the pipeline: payloads and topics as columns, and the
+        # QoS 1 packet ids as runs of one connection each (epoch, ids).
+        self._payloads: list[bytes] = []
+        self._topics: list[str] = []
+        self._acks: list[tuple[int, list[int]]] = []
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._epoch = 0  # connection generation: acks are valid only on the connection they came on
@@ -91,6 +119,17 @@ class MqttSource:
         self._subscribed = False
         self._client: mqtt.Client | None = None
         self._sock: socket.socket | None = None
+        # Who reads the socket: paho until the subscription is granted; then, with the
+        # accelerators on, the bulk reader (``_bulk``), from a packet boundary (``_boundary``:
+        # paho has just handed over a whole packet) at which paho has nothing left to write.
+        self._paho_reads = True
+        self._bulk_wanted = False
+        self._boundary = False
+        self._bulk: PacketReader | None = None
+        self._unsent = bytearray()  # bulk acks and pings the socket did not take yet
+        self._all_sent = asyncio.Event()
+        self._last_in = self._last_out = 0.0
+        self._ping_sent: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._drain: asyncio.Task[None] | None = None
         self._stopping = False
@@ -120,8 +159,9 @@ class MqttSource:
                        spawn("mqtt-keepalive", lambda: self._keepalive_loop(client))]
         # Messages the drain task took and had not handed on would be neither stored nor acked.
         self._drain = spawn("mqtt-drain", self._drain_loop, fatal=True)
-        log.info("MQTT source connecting to %s:%d as %s, topic %s, receive maximum %d",
-                 host, port, self.client_id, self.topic, self.receive_maximum)
+        log.info("MQTT source connecting to %s:%d as %s, topic %s, receive maximum %d, "
+                 "bulk reading %s", host, port, self.client_id, self.topic,
+                 self.receive_maximum, "on" if fast.enabled() else "off")
 
     async def stop(self) -> None:
         """Stop taking messages; the pipeline's flush then acks what was already accepted."""
@@ -139,6 +179,10 @@ class MqttSource:
         if self._client:
             await self.pipeline.flush(DRAIN_TIMEOUT_S)
             if self._sock is not None:
+                if self._bulk is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._all_sent.wait(), DISCONNECT_TIMEOUT_S)
+                    self._end_bulk()
                 self._lost.clear()
                 self._client.disconnect()
                 with contextlib.suppress(TimeoutError):
@@ -172,7 +216,11 @@ class MqttSource:
     async def _keepalive_loop(self, client: mqtt.Client) -> None:
         while True:
             await asyncio.sleep(1)
-            if self._sock is not None and not self._connecting():
+            if self._sock is None or self._connecting():
+                continue
+            if self._bulk is not None:
+                self._bulk_keepalive()
+            elif self._paho_reads:
                 client.loop_misc()
 
     def _connecting(self) -> bool:
@@ -181,6 +229,7 @@ class MqttSource:
 
     def _opened(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._paho_reads = True
         asyncio.get_running_loop().add_reader(sock, self._readable)
 
     def _closed(self, sock: socket.socket) -> None:
@@ -190,6 +239,10 @@ class MqttSource:
             loop.remove_writer(sock)
         if self._sock is sock:
             self._sock = None
+            self._bulk = None
+            self._bulk_wanted = False
+            self._unsent.clear()
+            self._all_sent.set()
             self._lost.set()
 
     def _want_write(self, sock: socket.socket) -> None:
@@ -201,24 +254,56 @@ class MqttSource:
             asyncio.get_running_loop().remove_writer(sock)
 
     def _readable(self) -> None:
-        """Read packets until one brings no message (the socket is drained) or the burst ends.
-
-        The drain task cannot take ``_buf`` during the burst, so its length counts messages.
-        """
         client = self._client
         if client is None or self._connecting():
             return
-        tls_pending = getattr(self._sock, "pending", None)  # bytes TLS has decrypted already
-        for _ in range(READ_BURST):
-            seen = len(self._buf)
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
-                return
-            if len(self._buf) == seen and not (tls_pending and tls_pending()):
-                return
+        if self._paho_reads:
+            self._read_with_paho(client)
+        if self._bulk is not None:
+            self._read_bulk(self._bulk)
 
     def _writable(self) -> None:
-        if self._client is not None and not self._connecting():
+        if self._bulk is not None:
+            self._send_unsent()
+        elif self._client is not None and not self._connecting():
             self._client.loop_write()
+            self._maybe_start_bulk(self._client)
+
+    # ---- reading with paho (set-up, and everything with the accelerators off) -------------
+
+    def _read_with_paho(self, client: mqtt.Client) -> None:
+        """Read packets until one brings no message (the socket is drained), the burst ends or
+        the bulk reader takes over. ``loop_read`` reads at most one packet here (no QoS 2 and
+        nothing published), so a callback during it marks a packet boundary.
+
+        The drain task cannot take the columns during the burst, so their length counts
+        messages.
+        """
+        tls_pending = getattr(self._sock, "pending", None)  # bytes TLS has decrypted already
+        for _ in range(READ_BURST):
+            seen = len(self._payloads)
+            self._boundary = False
+            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                return
+            if self._maybe_start_bulk(client):
+                return
+            if len(self._payloads) == seen and not (tls_pending and tls_pending()):
+                return
+
+    def _maybe_start_bulk(self, client: mqtt.Client) -> bool:
+        if not (self._bulk_wanted and self._boundary and self._paho_reads):
+            return False
+        if client.want_write():
+            return False  # paho's queued bytes would interleave with the bulk writes
+        self._paho_reads = False
+        self._bulk_wanted = False
+        self._bulk = PacketReader()
+        self._unsent.clear()
+        self._all_sent.set()
+        self._last_in = self._last_out = time.monotonic()
+        self._ping_sent = None
+        log.debug("MQTT: reading the connection in bulk")
+        return True
 
     # ---- paho callbacks (on the loop) ----------------------------------------------------
 
@@ -243,6 +328,8 @@ class MqttSource:
             log.error("MQTT subscription to %s refused: %s", self.topic, reason_codes)
             return
         self._subscribed = True
+        self._boundary = True
+        self._bulk_wanted = fast.enabled()
         self.metrics.source_connected.labels(self.name).set(1)
 
     def _on_disconnect(
@@ -257,33 +344,164 @@ class MqttSource:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._buf.append((msg.payload, msg.topic, msg.mid, msg.qos, self._epoch))
+        self._boundary = True
+        self._payloads.append(msg.payload)
+        self._topics.append(msg.topic)
+        if msg.qos:
+            self._note_acks([msg.mid])
         self._wake.set()
 
+    # ---- reading in bulk (the accelerators on, once subscribed) ---------------------------
+
+    def _read_bulk(self, reader: PacketReader) -> None:
+        """Read and split what the socket holds, up to a bound per wake-up; a bound reached
+        reads on in a later loop turn (TLS may hold decrypted bytes the selector never sees).
+        """
+        sock = self._sock
+        if sock is None:
+            return
+        taken = 0
+        while taken < READ_BYTES_PER_WAKE:
+            try:
+                chunk = sock.recv(RECV_BYTES)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._hand_back_at_eof()
+                return
+            taken += len(chunk)
+            self._last_in = time.monotonic()
+            try:
+                self._take(reader.feed(chunk))
+            except ProtocolError as exc:
+                self._drop(f"the broker sent bytes that are not MQTT: {exc}", "Protocol error")
+                return
+        asyncio.get_running_loop().call_soon(self._readable)
+
+    def _take(self, packets: Packets) -> None:
+        if packets.payloads:
+            self._payloads += packets.payloads
+            self._topics += packets.topics
+            if packets.mids:
+                self._note_acks(packets.mids)
+            self._wake.set()
+        for first, body in packets.others:
+            kind = first >> 4
+            if kind == PINGRESP:
+                self._ping_sent = None
+            elif kind == DISCONNECT:
+                log.warning("MQTT broker is closing the connection (reason code 0x%02x)",
+                            disconnect_reason(body))
+            else:
+                raise ProtocolError(f"an unexpected packet of type {kind}")
+
+    def _hand_back_at_eof(self) -> None:
+        """The connection ended: paho's own read sees the end and runs its disconnect (the
+        callbacks above, then the reconnect)."""
+        self._end_bulk()
+        if self._client is not None:
+            self._client.loop_read()
+
+    def _drop(self, why: str, reason: str) -> None:
+        """End a connection the bulk reader cannot go on with; the broker keeps the session and
+        redelivers what was not acked."""
+        log.warning("MQTT: %s; reconnecting", why)
+        self._end_bulk()
+        if self._client is not None:
+            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, reason))
+
+    def _end_bulk(self) -> None:
+        """Give the connection back to paho for its end; nobody reads it any more."""
+        if self._bulk is None:
+            return
+        self._bulk = None
+        self._unsent.clear()
+        self._all_sent.set()
+        if self._sock is not None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self._sock)
+            loop.remove_writer(self._sock)
+
+    def _bulk_keepalive(self) -> None:
+        now = time.monotonic()
+        if self._ping_sent is not None:
+            if now - self._ping_sent > KEEPALIVE_S:
+                self._drop(f"no PINGRESP within {KEEPALIVE_S} s", "Unspecified error")
+        elif now - max(self._last_in, self._last_out) >= KEEPALIVE_S / 2:
+            self._ping_sent = now
+            self._send(PINGREQ)
+
+    def _send(self, data: bytes) -> None:
+        """Write now what the socket takes; keep the rest, in order, for when it is writable."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._last_out = time.monotonic()
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            sent = 0
+        except OSError:
+            return  # the reader meets the connection's end
+        if sent < len(data):
+            self._unsent += memoryview(data)[sent:]
+            self._all_sent.clear()
+            asyncio.get_running_loop().add_writer(sock, self._writable)
+
+    def _send_unsent(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._unsent)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            sent = len(self._unsent)  # the reader meets the connection's end
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._all_sent.set()
+            asyncio.get_running_loop().remove_writer(sock)
+
     # ---- pipeline side -------------------------------------------------------------------
+
+    def _note_acks(self, mids: list[int]) -> None:
+        if self._acks and self._acks[-1][0] == self._epoch:
+            self._acks[-1][1].extend(mids)
+        else:
+            self._acks.append((self._epoch, mids))
 
     async def _drain_loop(self) -> None:
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
-            items, self._buf = self._buf, []
-            if not items or self._stopping:
+            payloads, topics, acks = self._payloads, self._topics, self._acks
+            self._payloads, self._topics, self._acks = [], [], []
+            if not payloads or self._stopping:
                 continue
-            messages = [RawMessage(p, "mqtt", t) for p, t, _, _, _ in items]
-            acks = [(mid, epoch) for _, _, mid, qos, epoch in items if qos > 0]
+            messages = [RawMessage(p, "mqtt", t) for p, t in zip(payloads, topics, strict=True)]
             await self.pipeline.submit(messages, lambda _r, acks=acks: self._ack(acks))
 
-    def _ack(self, acks: list[tuple[int, int]], _result: SubmissionResult | None = None) -> None:
+    def _ack(self, acks: list[tuple[int, list[int]]],
+             _result: SubmissionResult | None = None) -> None:
         client = self._client
         if client is None:
             return
         current = self._epoch
         stale = 0
-        for mid, epoch in acks:
-            if epoch == current:
-                client.ack(mid, 1)
+        for epoch, mids in acks:
+            if epoch != current:
+                stale += len(mids)
+            elif self._bulk is not None:
+                self._send(pubacks(mids))
             else:
-                stale += 1
+                for mid in mids:
+                    client.ack(mid, 1)
         if stale:
             log.info("%d MQTT message(s) from an earlier connection left unacked; "
                      "the broker redelivers them", stale)

@@ -1,0 +1,169 @@
+"""The bulk MQTT reader against paho's, end to end: the same packet stream, cut into pieces of
+any size, gives the same stored rows, the same dead letters and the same acks.
+
+A scripted broker on loopback plays the stream (duplicates with the DUP flag, QoS 0 messages,
+PUBLISH properties, bad payloads, a 60 KB packet) to one `ioc run` with the accelerators on and
+one with them off, each into a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import new_database
+from tests.integration.ingest.conftest import query
+from tests.support.mqtt_wire import CONNACK, PINGRESP, publish, read_packet, some_properties, suback
+from tests.support.payloads import water_levels
+from tests.support.service import ServiceProcess
+
+PUBACK, PINGREQ, DISCONNECT, SUBSCRIBE = 4, 12, 14, 8
+
+
+class ScriptedBroker:
+    """Serves one subscriber: CONNACK, SUBACK, then the stream in pieces of random sizes with
+    short pauses (so that the service's reads end anywhere), recording the ids it acks."""
+
+    def __init__(self, stream: bytes, seed: int) -> None:
+        self.stream = stream
+        self.rng = random.Random(seed)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.acks: list[int] = []
+        self.connections = 0
+        self.played = threading.Event()
+        self._send_lock = threading.Lock()
+        self._pings = 0
+
+    def __enter__(self) -> ScriptedBroker:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.close()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the test closed the listening socket
+            while True:
+                conn, _ = self.server.accept()
+                self.connections += 1
+                if self.connections == 1:
+                    threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+                else:
+                    conn.close()  # the test checks that nobody had to reconnect
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        read_packet(conn)  # CONNECT
+        conn.sendall(CONNACK)
+        sub = read_packet(conn)
+        assert sub is not None and sub[0] >> 4 == SUBSCRIBE
+        conn.sendall(suback(int.from_bytes(sub[1][:2], "big")))
+        threading.Thread(target=self._play, args=(conn,), daemon=True).start()
+        while (got := read_packet(conn)) is not None:
+            kind = got[0] >> 4
+            if kind == PUBACK:
+                self.acks.append(int.from_bytes(got[1][:2], "big"))
+            elif kind == PINGREQ:
+                with self._send_lock:
+                    if self.played.is_set():
+                        conn.sendall(PINGRESP)
+                    else:
+                        self._pings += 1  # answered once the stream is at a packet boundary
+            elif kind == DISCONNECT:
+                break
+        conn.close()
+
+    def _play(self, conn: socket.socket) -> None:
+        data, at = self.stream, 0
+        while at < len(data):
+            size = self.rng.choice([1, 2, 3, 7, 64, 500, 1460, 4096, 20000])
+            conn.sendall(data[at:at + size])
+            at += size
+            if self.rng.random() < 0.3:
+                time.sleep(0.002)
+        with self._send_lock:
+            conn.sendall(PINGRESP * self._pings)
+            self.played.set()
+
+
+def packet_stream() -> tuple[bytes, list[int]]:
+    """The packets, and the ids of the QoS 1 ones (each must be acked once)."""
+    items = water_levels(1500, "bulk", devices=20)
+    packets: list[bytes] = []
+    mids: list[int] = []
+
+    def add(topic: str, payload: bytes, qos: int, **kw: object) -> None:
+        mid = None
+        if qos:
+            mid = len(mids) + 1
+            mids.append(mid)
+        packets.append(publish(topic, payload, mid, **kw))  # type: ignore[arg-type]
+
+    for i, (device, _, payload) in enumerate(items):
+        topic = f"ioc/v1/events/{device}"
+        props = some_properties() if i % 11 == 0 else b""
+        add(topic, payload, 0 if i % 7 == 3 else 1, properties=props)
+        if i % 50 == 10:
+            add(topic, payload, 1, dup=True)  # a redelivery: stored once, acked again
+        if i % 97 == 5:
+            add(topic, b"{not json", 1)
+        if i % 131 == 7:
+            add(f"ioc/v1/events/{items[i + 1][0]}", payload, 1)  # another device's topic
+    device = items[0][0]
+    big = (b'{"event_id":"bulk-big","device_id":"' + device.encode()
+           + b'","kind":"water_level","ts":"2026-12-08T09:00:00+07:00","value":1.5,'
+           + b'"attrs":{"note":"' + b"x" * 60000 + b'"}}')
+    add(f"ioc/v1/events/{device}", big, 1)
+    add(f"ioc/v1/events/{device}", b"", 1)
+    add("ioc/v1/events/trạm-cái-răng", b'{"device_id":"tram","kind":"rain"}', 0)
+    add(f"ioc/v1/events/{device}", items[-1][2], 1)
+    return b"".join(packets), mids
+
+
+async def stored(dsn: str) -> tuple[list[tuple], list[tuple]]:
+    events = await query(dsn, "SELECT event_id, device_id, ts, kind, value, unit, attrs::text "
+                              "FROM events ORDER BY event_id")
+    dead = await query(dsn, "SELECT source, topic, reason, detail, raw FROM dead_letters "
+                            "ORDER BY raw, reason, detail")
+    return [tuple(r) for r in events], [tuple(r) for r in dead]
+
+
+def run_once(tmp: Path, dsn: str, stream: bytes, acks: int,
+             accelerate: bool) -> tuple[list[int], tuple]:
+    with ScriptedBroker(stream, seed=7) as broker:
+        (tmp / str(accelerate)).mkdir()
+        svc = ServiceProcess(tmp / str(accelerate), {
+            "IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+            "IOC_MQTT_CLIENT_ID": "ioc-bulk", "IOC_ACCELERATE": str(accelerate).lower()})
+        svc.start()
+        try:
+            assert broker.played.wait(60), "the stream was not played"
+            deadline = time.monotonic() + 60
+            while len(broker.acks) < acks and time.monotonic() < deadline:
+                time.sleep(0.05)
+            svc.stop()
+            assert ("bulk reading on" in svc.log()) is accelerate
+        finally:
+            svc.kill()
+        assert broker.connections == 1, svc.log()
+    return broker.acks, asyncio.run(stored(dsn))
+
+
+def test_bulk_reader_stores_and_acks_what_paho_does(pg_server, tmp_path: Path) -> None:
+    stream, mids = packet_stream()
+    fast_acks, fast_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_on"), stream,
+                                    len(mids), accelerate=True)
+    paho_acks, paho_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_off"), stream,
+                                    len(mids), accelerate=False)
+    assert Counter(paho_acks) == Counter(mids), "paho acked other ids than the QoS 1 ones"
+    assert Counter(fast_acks) == Counter(mids), "the bulk reader acked other ids than paho"
+    events, dead = fast_rows
+    assert len(events) == 1501 and len(dead) >= 20, (len(events), len(dead))
+    assert fast_rows == paho_rows
