@@ -84,6 +84,13 @@ def _on_loop(
     return callback
 
 
+def _disconnect_name(code: int) -> str:
+    try:
+        return str(ReasonCode(PacketTypes.DISCONNECT, identifier=code))
+    except KeyError:
+        return "a reason code MQTT does not define"
+
+
 class MqttSource:
     name = "mqtt"
 
@@ -130,6 +137,7 @@ class MqttSource:
         self._all_sent = asyncio.Event()
         self._last_in = self._last_out = 0.0
         self._ping_sent: float | None = None
+        self._dropped = False  # the bulk reader ended the connection and said why
         self._tasks: list[asyncio.Task[None]] = []
         self._drain: asyncio.Task[None] | None = None
         self._stopping = False
@@ -340,8 +348,9 @@ class MqttSource:
         self._connected = False
         self._subscribed = False
         self.metrics.source_connected.labels(self.name).set(0)
-        if not self._stopping:
+        if not (self._stopping or self._dropped):
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
+        self._dropped = False
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._boundary = True
@@ -392,8 +401,9 @@ class MqttSource:
             if kind == PINGRESP:
                 self._ping_sent = None
             elif kind == DISCONNECT:
-                log.warning("MQTT broker is closing the connection (reason code 0x%02x)",
-                            disconnect_reason(body))
+                code = disconnect_reason(body)
+                log.warning("MQTT broker is closing the connection: %s (0x%02x)",
+                            _disconnect_name(code), code)
             else:
                 raise ProtocolError(f"an unexpected packet of type {kind}")
 
@@ -408,6 +418,7 @@ class MqttSource:
         """End a connection the bulk reader cannot go on with; the broker keeps the session and
         redelivers what was not acked."""
         log.warning("MQTT: %s; reconnecting", why)
+        self._dropped = True
         self._end_bulk()
         if self._client is not None:
             self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, reason))

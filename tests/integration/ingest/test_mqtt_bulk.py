@@ -18,8 +18,16 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import new_database
-from tests.integration.ingest.conftest import query
-from tests.support.mqtt_wire import CONNACK, PINGRESP, publish, read_packet, some_properties, suback
+from tests.integration.ingest.conftest import query, wait_for_count
+from tests.support.mqtt_wire import (
+    CONNACK,
+    PINGRESP,
+    packet,
+    publish,
+    read_packet,
+    some_properties,
+    suback,
+)
 from tests.support.payloads import water_levels
 from tests.support.service import ServiceProcess
 
@@ -27,17 +35,21 @@ PUBACK, PINGREQ, DISCONNECT, SUBSCRIBE = 4, 12, 14, 8
 
 
 class ScriptedBroker:
-    """Serves one subscriber: CONNACK, SUBACK, then the stream in pieces of random sizes with
-    short pauses (so that the service's reads end anywhere), recording the ids it acks."""
+    """Serves a subscriber: on its k-th connection CONNACK, SUBACK, then ``streams[k]`` in
+    pieces of random sizes with short pauses (so that the service's reads end anywhere),
+    recording the ids acked and the reason of a DISCONNECT the service sends; connections
+    past the last stream are refused (closed)."""
 
-    def __init__(self, stream: bytes, seed: int) -> None:
-        self.stream = stream
+    def __init__(self, streams: list[bytes], seed: int, *, hang_up: bool = False) -> None:
+        self.streams = streams
+        self.hang_up = hang_up  # close each connection but the last once its stream is played
         self.rng = random.Random(seed)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.acks: list[int] = []
+        self.disconnects: list[int] = []
         self.connections = 0
-        self.played = threading.Event()
+        self.played = [threading.Event() for _ in streams]
         self._send_lock = threading.Lock()
         self._pings = 0
 
@@ -53,44 +65,51 @@ class ScriptedBroker:
             while True:
                 conn, _ = self.server.accept()
                 self.connections += 1
-                if self.connections == 1:
-                    threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+                if self.connections <= len(self.streams):
+                    threading.Thread(target=self._session, args=(conn, self.connections - 1),
+                                     daemon=True).start()
                 else:
-                    conn.close()  # the test checks that nobody had to reconnect
+                    conn.close()
 
-    def _session(self, conn: socket.socket) -> None:
+    def _session(self, conn: socket.socket, k: int) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         read_packet(conn)  # CONNECT
         conn.sendall(CONNACK)
         sub = read_packet(conn)
         assert sub is not None and sub[0] >> 4 == SUBSCRIBE
         conn.sendall(suback(int.from_bytes(sub[1][:2], "big")))
-        threading.Thread(target=self._play, args=(conn,), daemon=True).start()
-        while (got := read_packet(conn)) is not None:
-            kind = got[0] >> 4
-            if kind == PUBACK:
-                self.acks.append(int.from_bytes(got[1][:2], "big"))
-            elif kind == PINGREQ:
-                with self._send_lock:
-                    if self.played.is_set():
-                        conn.sendall(PINGRESP)
-                    else:
-                        self._pings += 1  # answered once the stream is at a packet boundary
-            elif kind == DISCONNECT:
-                break
+        threading.Thread(target=self._play, args=(conn, k), daemon=True).start()
+        with contextlib.suppress(OSError):
+            while (got := read_packet(conn)) is not None:
+                kind = got[0] >> 4
+                if kind == PUBACK:
+                    self.acks.append(int.from_bytes(got[1][:2], "big"))
+                elif kind == PINGREQ:
+                    with self._send_lock:
+                        if self.played[k].is_set():
+                            conn.sendall(PINGRESP)
+                        else:
+                            self._pings += 1  # answered at the stream's end, a packet boundary
+                elif kind == DISCONNECT:
+                    self.disconnects.append(got[1][0] if got[1] else 0)
+                    break
         conn.close()
 
-    def _play(self, conn: socket.socket) -> None:
-        data, at = self.stream, 0
-        while at < len(data):
-            size = self.rng.choice([1, 2, 3, 7, 64, 500, 1460, 4096, 20000])
-            conn.sendall(data[at:at + size])
-            at += size
-            if self.rng.random() < 0.3:
-                time.sleep(0.002)
-        with self._send_lock:
-            conn.sendall(PINGRESP * self._pings)
-            self.played.set()
+    def _play(self, conn: socket.socket, k: int) -> None:
+        data, at = self.streams[k], 0
+        with contextlib.suppress(OSError):  # the service may hang up first
+            while at < len(data):
+                size = self.rng.choice([1, 2, 3, 7, 64, 500, 1460, 4096, 20000])
+                conn.sendall(data[at:at + size])
+                at += size
+                if self.rng.random() < 0.3:
+                    time.sleep(0.002)
+            with self._send_lock:
+                conn.sendall(PINGRESP * self._pings)
+                self._pings = 0
+            if self.hang_up and k < len(self.streams) - 1:
+                conn.shutdown(socket.SHUT_RDWR)
+        self.played[k].set()
 
 
 def packet_stream() -> tuple[bytes, list[int]]:
@@ -137,14 +156,14 @@ async def stored(dsn: str) -> tuple[list[tuple], list[tuple]]:
 
 def run_once(tmp: Path, dsn: str, stream: bytes, acks: int,
              accelerate: bool) -> tuple[list[int], tuple]:
-    with ScriptedBroker(stream, seed=7) as broker:
+    with ScriptedBroker([stream], seed=7) as broker:
         (tmp / str(accelerate)).mkdir()
         svc = ServiceProcess(tmp / str(accelerate), {
             "IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
             "IOC_MQTT_CLIENT_ID": "ioc-bulk", "IOC_ACCELERATE": str(accelerate).lower()})
         svc.start()
         try:
-            assert broker.played.wait(60), "the stream was not played"
+            assert broker.played[0].wait(60), "the stream was not played"
             deadline = time.monotonic() + 60
             while len(broker.acks) < acks and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -167,3 +186,37 @@ def test_bulk_reader_stores_and_acks_what_paho_does(pg_server, tmp_path: Path) -
     events, dead = fast_rows
     assert len(events) == 1501 and len(dead) >= 20, (len(events), len(dead))
     assert fast_rows == paho_rows
+
+
+def test_a_broker_that_breaks_the_protocol_or_hangs_up_is_reconnected_to(
+        pg_server, tmp_path: Path) -> None:
+    """Bytes that are not MQTT end the connection with a DISCONNECT (0x82, protocol error); a
+    broker's DISCONNECT and hang-up end it too; each time the service reconnects, and what the
+    broker delivers again is stored once."""
+    items = water_levels(600, "bulkfault", devices=10)
+    packets = [publish(f"ioc/v1/events/{device}", payload, i + 1)
+               for i, (device, _, payload) in enumerate(items)]
+    qos2 = b"\x34" + packets[0][1:]  # the same PUBLISH at QoS 2, which a QoS 1 subscription never gets
+    streams = [
+        b"".join(packets[:200]) + qos2 + b"".join(packets[200:300]),
+        b"".join(packets[:400]) + packet(0xE0, b"\x8e\x00"),  # "session taken over"
+        b"".join(packets),
+    ]
+    dsn = new_database(pg_server, "mqtt_bulk_fault")
+    with ScriptedBroker(streams, seed=3, hang_up=True) as broker:
+        svc = ServiceProcess(tmp_path, {"IOC_DATABASE_URL": dsn,
+                                        "IOC_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+                                        "IOC_MQTT_CLIENT_ID": "ioc-bulk-fault"})
+        svc.start()
+        try:
+            assert broker.played[2].wait(60), svc.log()
+            ids = wait_for_count(dsn, "bulkfault", len(items), timeout=60)
+            assert sorted(ids) == sorted(event_id for _, event_id, _ in items)
+            log = svc.log()
+            assert "not MQTT: a PUBLISH at QoS 2" in log
+            assert "closing the connection: Session taken over (0x8e)" in log
+            assert svc.running()
+        finally:
+            svc.kill()
+    assert broker.disconnects[:1] == [0x82], broker.disconnects
+    assert broker.connections == 3
