@@ -5,11 +5,11 @@ Reference: paho-mqtt, which reads a packet with three ``recv`` calls and a dozen
 (``loop_read`` → ``_packet_read`` → ``_handle_publish`` → an ``MQTTMessage`` and its properties)
 and acks it with one queued packet each (``Client.ack``). The MQTT source runs paho for the
 whole connection when the accelerators are off, and for the connection's set-up either way
-(CONNECT, CONNACK, SUBSCRIBE, SUBACK, TLS, credentials); once subscribed it reads the socket
+(TLS, credentials, CONNECT, CONNACK, SUBSCRIBE); from the CONNACK on it reads the socket
 itself through :class:`PacketReader` and writes acks with :func:`pubacks`.
 
-Only what a subscriber at QoS 1 receives is understood: PUBLISH (QoS 0 or 1), PINGRESP and
-DISCONNECT; other packets are returned whole for the caller to refuse. Topic aliases are not
+Only what a subscriber at QoS 1 receives is understood: PUBLISH (QoS 0 or 1), SUBACK, PINGRESP
+and DISCONNECT; other packets are returned whole for the caller to refuse. Topic aliases are not
 (the service announces no Topic Alias Maximum, so the broker may not use them); PUBLISH
 properties are skipped, as the source never read them.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PUBLISH, PINGRESP, DISCONNECT = 3, 13, 14
+PUBLISH, SUBACK, PINGRESP, DISCONNECT = 3, 9, 13, 14
 PINGREQ = b"\xc0\x00"
 TOPIC_CACHE_MAX = 65536  # distinct topics kept decoded; a flood of new topics empties it
 
@@ -162,3 +162,11 @@ def pubacks(mids: list[int]) -> bytes:
 def disconnect_reason(body: bytes) -> int:
     """The reason code of a DISCONNECT body (0, normal disconnection, when left out)."""
     return body[0] if body else 0
+
+
+def suback_codes(body: bytes) -> list[int]:
+    """The reason codes of a SUBACK body (after its packet id and properties), one per topic
+    filter: the granted QoS, or 0x80 and up for a refusal."""
+    if len(body) < 3:
+        raise ProtocolError("a SUBACK shorter than its packet id and properties length")
+    return list(body[_skip_properties(body, 2, len(body)):])

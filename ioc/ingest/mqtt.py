@@ -6,14 +6,14 @@ per-message work is pure Python, and a second thread fights the pipeline for the
 socket call and wakes itself through a socket pair for every ack. Only the blocking TCP (and
 TLS) connect runs in a worker thread, while nothing else touches the client.
 
-Once the subscription is granted, and with the accelerators on (``IOC_ACCELERATE``), the source
-reads the socket itself: whole reads split into PUBLISH packets in bulk by
-:class:`ioc.fast.mqtt_wire.PacketReader` (paho spends three ``recv`` calls and a dozen Python
-calls on each packet), and the acks of a committed batch written as one buffer. paho keeps the
-connection's set-up (TLS, credentials, CONNECT, SUBSCRIBE) and its end (DISCONNECT, and the
-close when the broker goes away); in between the source sends the PINGREQs and watches the
-PINGRESPs itself. With the accelerators off, paho reads every packet and queues every ack, the
-reference of the same behaviour.
+From the CONNACK on, with the accelerators on (``IOC_ACCELERATE``), the source reads the socket
+itself (a persistent session's queue follows the CONNACK, ahead of the SUBACK): whole reads
+split into PUBLISH packets in bulk by :class:`ioc.fast.mqtt_wire.PacketReader` (paho spends
+three ``recv`` calls and a dozen Python calls on each packet), and the acks of a committed
+batch written as one buffer. paho keeps the connection's set-up (TLS, credentials, CONNECT,
+SUBSCRIBE) and its end (DISCONNECT, and the close when the broker goes away); in between the
+source sends the PINGREQs and watches the PINGRESPs itself. With the accelerators off, paho
+reads every packet and queues every ack, the reference of the same behaviour.
 
 Unacked messages are bounded by the MQTT v5 Receive Maximum the service announces (and the
 broker's own in-flight limit): the broker stops sending when that many are unacked, which is
@@ -42,11 +42,13 @@ from ioc.fast.mqtt_wire import (
     DISCONNECT,
     PINGREQ,
     PINGRESP,
+    SUBACK,
     PacketReader,
     Packets,
     ProtocolError,
     disconnect_reason,
     pubacks,
+    suback_codes,
 )
 from ioc.ingest.pipeline import DRAIN_TIMEOUT_S, Pipeline, SubmissionResult
 from ioc.metrics import Metrics
@@ -84,11 +86,11 @@ def _on_loop(
     return callback
 
 
-def _disconnect_name(code: int) -> str:
+def _reason_name(packet_type: int, code: int) -> str:
     try:
-        return str(ReasonCode(PacketTypes.DISCONNECT, identifier=code))
+        return f"{ReasonCode(packet_type, identifier=code)} (0x{code:02x})"
     except KeyError:
-        return "a reason code MQTT does not define"
+        return f"0x{code:02x}, a reason code MQTT does not define"
 
 
 class MqttSource:
@@ -302,7 +304,12 @@ class MqttSource:
         if not (self._bulk_wanted and self._boundary and self._paho_reads):
             return False
         if client.want_write():
-            return False  # paho's queued bytes would interleave with the bulk writes
+            # paho's queued acks would interleave with the bulk writes: written first. Left
+            # to the writer callback, acks queued meanwhile kept the switch off for seconds
+            # in a flood.
+            client.loop_write()
+            if client.want_write():
+                return False
         self._paho_reads = False
         self._bulk_wanted = False
         self._bulk = PacketReader()
@@ -327,17 +334,25 @@ class MqttSource:
         log.info("MQTT connected (session present: %s); subscribing to %s",
                  flags.session_present, self.topic)
         client.subscribe(self.topic, qos=1)
+        # A persistent session's queue follows the CONNACK at once, a Receive Maximum of
+        # messages before the SUBACK: the bulk reader takes over here, and reads the SUBACK.
+        self._boundary = True
+        self._bulk_wanted = fast.enabled()
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int,
         reason_codes: list[ReasonCode], properties: Properties | None,
     ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT subscription to %s refused: %s", self.topic, reason_codes)
+        self._boundary = True
+        self._subscription_answered([rc.value for rc in reason_codes])
+
+    def _subscription_answered(self, codes: list[int]) -> None:
+        """The SUBACK's reason codes (paho's or the bulk reader's): 0x80 and up refuse."""
+        if any(code >= 0x80 for code in codes):
+            log.error("MQTT subscription to %s refused: %s", self.topic,
+                      ", ".join(_reason_name(PacketTypes.SUBACK, code) for code in codes))
             return
         self._subscribed = True
-        self._boundary = True
-        self._bulk_wanted = fast.enabled()
         self.metrics.source_connected.labels(self.name).set(1)
 
     def _on_disconnect(
@@ -360,7 +375,7 @@ class MqttSource:
             self._note_acks([msg.mid])
         self._wake.set()
 
-    # ---- reading in bulk (the accelerators on, once subscribed) ---------------------------
+    # ---- reading in bulk (the accelerators on, from the CONNACK) -------------------------
 
     def _read_bulk(self, reader: PacketReader) -> None:
         """Read and split what the socket holds, up to a bound per wake-up; a bound reached
@@ -401,9 +416,10 @@ class MqttSource:
             if kind == PINGRESP:
                 self._ping_sent = None
             elif kind == DISCONNECT:
-                code = disconnect_reason(body)
-                log.warning("MQTT broker is closing the connection: %s (0x%02x)",
-                            _disconnect_name(code), code)
+                log.warning("MQTT broker is closing the connection: %s",
+                            _reason_name(PacketTypes.DISCONNECT, disconnect_reason(body)))
+            elif kind == SUBACK:
+                self._subscription_answered(suback_codes(body))
             else:
                 raise ProtocolError(f"an unexpected packet of type {kind}")
 

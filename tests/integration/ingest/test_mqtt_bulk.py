@@ -40,9 +40,11 @@ class ScriptedBroker:
     recording the ids acked and the reason of a DISCONNECT the service sends; connections
     past the last stream are refused (closed)."""
 
-    def __init__(self, streams: list[bytes], seed: int, *, hang_up: bool = False) -> None:
+    def __init__(self, streams: list[bytes], seed: int, *, early: bytes = b"",
+                 hang_up: frozenset[int] = frozenset()) -> None:
         self.streams = streams
-        self.hang_up = hang_up  # close each connection but the last once its stream is played
+        self.early = early  # the first connection's, before the SUBACK: a session's queue
+        self.hang_up = hang_up  # the connections closed once their stream is played
         self.rng = random.Random(seed)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
@@ -75,6 +77,8 @@ class ScriptedBroker:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         read_packet(conn)  # CONNECT
         conn.sendall(CONNACK)
+        if k == 0:
+            self._send_in_pieces(conn, self.early)
         sub = read_packet(conn)
         assert sub is not None and sub[0] >> 4 == SUBSCRIBE
         conn.sendall(suback(int.from_bytes(sub[1][:2], "big")))
@@ -96,23 +100,27 @@ class ScriptedBroker:
         conn.close()
 
     def _play(self, conn: socket.socket, k: int) -> None:
-        data, at = self.streams[k], 0
         with contextlib.suppress(OSError):  # the service may hang up first
-            while at < len(data):
-                size = self.rng.choice([1, 2, 3, 7, 64, 500, 1460, 4096, 20000])
-                conn.sendall(data[at:at + size])
-                at += size
-                if self.rng.random() < 0.3:
-                    time.sleep(0.002)
+            self._send_in_pieces(conn, self.streams[k])
             with self._send_lock:
                 conn.sendall(PINGRESP * self._pings)
                 self._pings = 0
-            if self.hang_up and k < len(self.streams) - 1:
+            if k in self.hang_up:
                 conn.shutdown(socket.SHUT_RDWR)
         self.played[k].set()
 
 
-def packet_stream() -> tuple[bytes, list[int]]:
+    def _send_in_pieces(self, conn: socket.socket, data: bytes) -> None:
+        at = 0
+        while at < len(data):
+            size = self.rng.choice([1, 2, 3, 7, 64, 500, 1460, 4096, 20000])
+            conn.sendall(data[at:at + size])
+            at += size
+            if self.rng.random() < 0.3:
+                time.sleep(0.002)
+
+
+def packet_stream() -> tuple[list[bytes], list[int]]:
     """The packets, and the ids of the QoS 1 ones (each must be acked once)."""
     items = water_levels(1500, "bulk", devices=20)
     packets: list[bytes] = []
@@ -143,7 +151,7 @@ def packet_stream() -> tuple[bytes, list[int]]:
     add(f"ioc/v1/events/{device}", b"", 1)
     add("ioc/v1/events/trạm-cái-răng", b'{"device_id":"tram","kind":"rain"}', 0)
     add(f"ioc/v1/events/{device}", items[-1][2], 1)
-    return b"".join(packets), mids
+    return packets, mids
 
 
 async def stored(dsn: str) -> tuple[list[tuple], list[tuple]]:
@@ -154,9 +162,12 @@ async def stored(dsn: str) -> tuple[list[tuple], list[tuple]]:
     return [tuple(r) for r in events], [tuple(r) for r in dead]
 
 
-def run_once(tmp: Path, dsn: str, stream: bytes, acks: int,
+def run_once(tmp: Path, dsn: str, packets: list[bytes], acks: int,
              accelerate: bool) -> tuple[list[int], tuple]:
-    with ScriptedBroker([stream], seed=7) as broker:
+    """The first 300 packets come as a persistent session's queue does, between the CONNACK
+    and the SUBACK."""
+    early, stream = b"".join(packets[:300]), b"".join(packets[300:])
+    with ScriptedBroker([stream], seed=7, early=early) as broker:
         (tmp / str(accelerate)).mkdir()
         svc = ServiceProcess(tmp / str(accelerate), {
             "IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
@@ -176,10 +187,10 @@ def run_once(tmp: Path, dsn: str, stream: bytes, acks: int,
 
 
 def test_bulk_reader_stores_and_acks_what_paho_does(pg_server, tmp_path: Path) -> None:
-    stream, mids = packet_stream()
-    fast_acks, fast_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_on"), stream,
+    packets, mids = packet_stream()
+    fast_acks, fast_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_on"), packets,
                                     len(mids), accelerate=True)
-    paho_acks, paho_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_off"), stream,
+    paho_acks, paho_rows = run_once(tmp_path, new_database(pg_server, "mqtt_bulk_off"), packets,
                                     len(mids), accelerate=False)
     assert Counter(paho_acks) == Counter(mids), "paho acked other ids than the QoS 1 ones"
     assert Counter(fast_acks) == Counter(mids), "the bulk reader acked other ids than paho"
@@ -203,7 +214,7 @@ def test_a_broker_that_breaks_the_protocol_or_hangs_up_is_reconnected_to(
         b"".join(packets),
     ]
     dsn = new_database(pg_server, "mqtt_bulk_fault")
-    with ScriptedBroker(streams, seed=3, hang_up=True) as broker:
+    with ScriptedBroker(streams, seed=3, hang_up=frozenset({1})) as broker:
         svc = ServiceProcess(tmp_path, {"IOC_DATABASE_URL": dsn,
                                         "IOC_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
                                         "IOC_MQTT_CLIENT_ID": "ioc-bulk-fault"})
