@@ -3,6 +3,7 @@
     .venv/bin/python bench/alert_latency.py [--probes 300] [--load 20000] [--form batch]
                                             [--storm] [--storm-rate 20000]
                                             [--storm-transport kafka|mqtt]
+                                            [--publisher simulate|packets]
 
 `ioc run` (a real child process) with PostgreSQL and mosquitto on loopback, the shipped rules
 plus one probe rule (``kind: bench_probe``, fires on the first reading above 100, no ``for``).
@@ -12,10 +13,13 @@ before the publish to the arrival of the matching ``fired`` frame, on one monoto
 
 Two phases: no other load, then with ``ioc simulate`` publishing ``--load`` events/s of
 background readings (``--form batch``: JSON arrays of ``--batch-size`` events per message, as
-field gateways send; ``single``: one event per message). The stored rate reached during the
-loaded phase is reported from the service's ``ioc_events_stored_total``, and beside each phase
-the service's own ``ioc_alert_latency_seconds`` (message taken from the broker → alert on the
-feed; bucket bounds), which tells broker-side queueing from time spent in the service.
+field gateways send; ``single``: one event per message). ``--publisher packets`` (with ``--form
+single``) publishes them from bench/publishers.py processes writing pre-encoded packets paced to
+``--load`` and stamped with the time they are due (`ioc simulate` reaches about 9k one-event
+messages/s). The stored rate reached during the loaded phase is reported from the service's
+``ioc_events_stored_total``, and beside each phase the service's own
+``ioc_alert_latency_seconds`` (message taken from the broker → alert on the feed; bucket
+bounds), which tells broker-side queueing from time spent in the service.
 
 ``--storm`` adds a third phase, an alert storm as it happens (#22): bench/storm.py's storm —
 200 river gauges (their own entries in the devices file, so alerts carry districts), every
@@ -51,13 +55,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
+import multiprocessing as mp
 import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +78,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import FeedClient, write_result
-from bench.ingest import cpu_seconds
+from bench.ingest import cpu_seconds, payloads
+from bench.publishers import gather, publish_shard, shards
 from bench.storm import (
     BACKLOG_PARTITIONS,
     EVERY,
@@ -96,6 +104,8 @@ PROBE_RULE = """
 """
 GOAL_P99_MS = 250.0
 STORM_TOPIC = "ioc.storm"
+PACED_PUBLISHERS = 4  # --publisher packets: processes sharing --load
+PACKETS_LEAD_S = 30.0  # their readings' first ts: after they are generated and encoded
 STORM_WARMUP_S = 10.0  # the storm reaches its steady state before the probes start
 
 
@@ -333,6 +343,50 @@ async def breakdown(dsn: str, probes: Probes, clock_offset: float,
     return out
 
 
+@contextlib.asynccontextmanager
+async def background(args: argparse.Namespace, broker: EmbeddedMosquitto,
+                     duration: float) -> AsyncIterator[dict[str, int]]:
+    """The loaded phase's background publishing, running while the block runs; yields the
+    publishing processes' pids by name. ``simulate``: `ioc simulate` (paho, one process);
+    ``packets``: bench/publishers.py processes writing pre-encoded one-event messages, paced
+    to ``--load`` between them (`ioc simulate` reaches about 9k one-event messages/s)."""
+    if args.publisher == "simulate":
+        sim = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ioc.cli", "simulate", "--mqtt", broker.url,
+            "--rate", str(args.load), "--duration", f"{duration:.0f}s", "--devices", "2000",
+            "--form", args.form, "--batch-size", str(args.batch_size), "--seed", "7",
+            "--client-id", "bench-background", cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            yield {"simulator": sim.pid}
+        finally:
+            sim.terminate()
+            await sim.wait()
+        return
+    # Stamped live: readings hours old beside the probes' fresh ones made the absence timer
+    # take the backlog lag as zero whenever a batch held a probe, and 2,000 devices offline.
+    start_at = time.time() + PACKETS_LEAD_S
+    items = payloads(int(args.load * duration), seed=7,
+                     live_from=dt.datetime.fromtimestamp(start_at, dt.UTC), rate=args.load)
+    ctx = mp.get_context("fork")
+    ready, done, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=publish_shard, daemon=True,
+                         args=(broker.port, f"bench-background-{k}", shard, ready, go, done,
+                               args.load * len(shard) / len(items)))
+             for k, shard in enumerate(shards(items, PACED_PUBLISHERS))]
+    for proc in procs:
+        proc.start()
+    try:
+        await asyncio.to_thread(gather, ready, procs, 120)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        go.set()
+        yield {f"publisher_{k}": proc.pid for k, proc in enumerate(procs) if proc.pid}
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.join(10)
+
+
 async def measure(args: argparse.Namespace, broker: EmbeddedMosquitto, svc: ServiceProcess,
                   storm_target: str | None, pids: dict[str, int], dsn: str) -> dict:
     clock_offset = time.time() - time.monotonic()
@@ -345,25 +399,16 @@ async def measure(args: argparse.Namespace, broker: EmbeddedMosquitto, svc: Serv
         await probes.run("warmup", 20, 0.05)
         result["idle"], _ = await probed(probes, "idle", args, svc, pids)
         duration = args.probes * args.interval + 40
-        sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ioc.cli", "simulate", "--mqtt", broker.url,
-            "--rate", str(args.load), "--duration", f"{duration:.0f}s", "--devices", "2000",
-            "--form", args.form, "--batch-size", str(args.batch_size), "--seed", "7",
-            "--client-id", "bench-background", cwd=REPO, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        try:
+        async with background(args, broker, duration) as publishers:
             await asyncio.sleep(10)  # reach the steady state
-            loaded, w = await probed(probes, "loaded", args, svc,
-                                     {**pids, "simulator": sim.pid})
+            loaded, w = await probed(probes, "loaded", args, svc, {**pids, **publishers})
             loaded["alert_changes_per_s"] = round(w.frames / w.seconds)
             loaded["sse_reconnects"] = w.reconnects
-        finally:
-            sim.terminate()
-            await sim.wait()
         loaded["background_target_events_per_s"] = args.load
         loaded["background_stored_events_per_s"] = w.rate("ioc_events_stored_total")
         loaded["background_form"] = (f"{args.form} ({args.batch_size} events per message)"
                                      if args.form == "batch" else args.form)
+        loaded["background_publisher"] = args.publisher
         result["loaded"] = loaded
         if storm_target is not None:
             result["storm"] = await storm_phase(args, probes, svc, storm_target, pids)
@@ -415,6 +460,9 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=20000, help="background events per second")
     parser.add_argument("--form", choices=("batch", "single"), default="batch")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--publisher", choices=("simulate", "packets"), default="simulate",
+                        help="the loaded phase's publisher: `ioc simulate`, or pre-encoded "
+                             "one-event packets (for --form single at rates it cannot reach)")
     parser.add_argument("--rules", choices=("shipped", "probe"), default="shipped",
                         help="shipped: config/rules.yaml plus the probe rule; probe: that alone")
     parser.add_argument("--storm", action="store_true",
@@ -425,6 +473,8 @@ def main() -> None:
     parser.add_argument("--storm-per-message", type=int, default=None,
                         help="storm readings per message (default: 1 on Kafka, 10 on MQTT)")
     args = parser.parse_args()
+    if args.publisher == "packets" and args.form != "single":
+        parser.error("--publisher packets sends one event per message: add --form single")
     if args.storm_per_message is None:
         args.storm_per_message = 1 if args.storm_transport == "kafka" else 10
     tmp = Path(tempfile.mkdtemp(prefix="ioc-bench-alerts-"))

@@ -62,10 +62,15 @@ from tests.support.service import ServiceProcess, http
 REPO = Path(__file__).resolve().parents[1]
 
 
-def payloads(n: int, seed: int) -> list[tuple[str, bytes]]:
+def payloads(n: int, seed: int, *, live_from: dt.datetime | None = None,
+             rate: float = 0) -> list[tuple[str, bytes]]:
+    """The simulated fleet's first ``n`` events: from six hours ago, each device every 10 s;
+    or, with ``live_from``, stamped as if ``rate`` events/s were sent from then on."""
     devices = load_devices_file(REPO / "config" / "devices.yaml")
     devices = [d for d in devices if d.kind != "camera"]
     devices += synthesize(1900, taken=[d.id for d in devices])
+    if live_from is not None:
+        return generate_payloads(devices, n, live_from, step_s=len(devices) / rate, seed=seed)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=6)
     return generate_payloads(devices, n, start, step_s=10, seed=seed)
 

@@ -55,9 +55,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -66,7 +64,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty
 from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,22 +73,15 @@ import psutil
 
 from bench.common import checkpoint, write_result
 from bench.ingest import cpu_seconds, mosquitto_backlog, payloads
+from bench.publishers import PUBLISHER_NICE, gather, publish_shard, shards
 from ioc.embedded.mosquitto import EmbeddedMosquitto
 from ioc.embedded.postgres import EmbeddedPostgres
 from ioc.embedded.process import ServerProcess, free_port
 from ioc.storage.migrations import migrate_url
-from tests.support.mqtt_wire import packet, publish, read_packet, utf8
 from tests.support.service import ServiceProcess
 
 NODERED_PACKAGES = {"node-red": "4.1.8", "pg": "8.23.1"}
 PUBLISHERS = 20
-# Below the Receive Maximum mosquitto announces (max_inflight_messages in config/mosquitto.conf).
-PUBLISH_WINDOW = 10_000
-# The devices are elsewhere in a deployment; here 20 publisher processes would otherwise get 20
-# of every 23 time slices of the 2 cores while the contender, PostgreSQL and the broker want
-# them (with paho publishers, the contender stored nothing until publishing was over). Niced,
-# they get what the others leave.
-PUBLISHER_NICE = 19
 FIRST_ROW_POLL_S = 0.02
 COUNT_POLL_S = 0.05
 STALL_S = 30.0
@@ -421,63 +411,6 @@ def phase_figures(samples: list[Sample], since: Sample, n: int) -> dict[str, Any
             "rss_mb": {"max": round(max(rss, default=0) / 2**20),
                        "last": round((rss[-1] if rss else 0) / 2**20)},
             "timeline_s_stored": timeline}
-
-
-def publish_shard(port: int, client_id: str, messages: list[tuple[str, bytes]], ready: Any,
-                  go: Any, done: Any) -> None:
-    """One publisher process: connect, wait for ``go``, publish, wait for every PUBACK.
-
-    The PUBLISH packets (MQTT 5, QoS 1) are encoded before ``go`` and written in bulk, at most
-    PUBLISH_WINDOW unacknowledged, as mosquitto_pub -l would, but each to its device's topic.
-    """
-    os.nice(PUBLISHER_NICE)
-    packets = [publish(f"ioc/v1/events/{device}", payload, i % 65535 + 1)
-               for i, (device, payload) in enumerate(messages)]
-    with socket.create_connection(("127.0.0.1", port)) as conn:
-        # CONNECT: protocol MQTT 5, clean start, keepalive 60 s, no properties, the client id.
-        conn.sendall(packet(0x10, utf8("MQTT") + b"\x05\x02" + struct.pack("!H", 60) + b"\x00"
-                            + utf8(client_id)))
-        connack = read_packet(conn)
-        if connack is None or connack[0] != 0x20 or connack[1][1] != 0:
-            raise RuntimeError(f"{client_id}: no CONNACK: {connack}")
-        ready.put(client_id)
-        go.wait()
-        sent = acked = 0
-        while acked < len(packets):
-            room = min(PUBLISH_WINDOW - (sent - acked), len(packets) - sent)
-            if room > 0:
-                conn.sendall(b"".join(packets[sent:sent + room]))
-                sent += room
-            else:
-                reply = read_packet(conn)
-                if reply is None:
-                    raise RuntimeError(f"{client_id}: the broker hung up after {acked} PUBACKs")
-                acked += reply[0] == 0x40
-        conn.sendall(b"\xe0\x00")  # DISCONNECT
-    done.put((time.monotonic(), len(packets) - acked))
-
-
-def gather(queue: Any, procs: list[Any], timeout: float) -> list[Any]:
-    """One item from each publisher process; fails early when one of them died."""
-    items: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(items) < len(procs):
-        with contextlib.suppress(Empty):
-            items.append(queue.get(timeout=0.5))
-            continue
-        if any(p.exitcode for p in procs) or time.monotonic() > deadline:
-            raise RuntimeError(f"publishers failed: exit codes {[p.exitcode for p in procs]}")
-    return items
-
-
-def shards(items: list[tuple[str, bytes]], k: int) -> list[list[tuple[str, bytes]]]:
-    """``k`` lists of messages, each device's messages in one list in their order."""
-    devices = sorted({d for d, _ in items})
-    shard_of = {d: i % k for i, d in enumerate(devices)}
-    out: list[list[tuple[str, bytes]]] = [[] for _ in range(k)]
-    for device, payload in items:
-        out[shard_of[device]].append((device, payload))
-    return out
 
 
 def database(pg: EmbeddedPostgres, contender: Contender, name: str) -> str:
