@@ -15,17 +15,21 @@ A batch is evaluated ahead, as if all its events were new, while the database ta
 COPY (``prepare``): the evaluation then costs the transaction no time. ``process`` uses it if
 the events did all prove new and the engine has not changed since; else it evaluates again.
 
-The absence timer compares device clocks with "now" minus the pipeline's backlog lag (how far
-the newest event of the latest batch trailed its arrival). While a backlog drains (after an
-outage), every device's clock trails the wall clock by the backlog's age; judging silence by
-the wall clock then would report the whole province offline. Once no batch has arrived for
-``LAG_HOLD_S`` the lag no longer applies: devices that send nothing really are silent.
+The absence timer compares device clocks with "now" minus the pipeline's backlog lag. While a
+backlog drains (after an outage), every device's clock trails the wall clock by the backlog's
+age; judging silence by the wall clock then would report the whole province offline. A batch's
+lag is how far its median event trailed its arrival, and the lag applied is the largest of the
+batches of the last ``LAG_HOLD_S``: fresh readings of a few live devices mixed into a draining
+backlog (a batch's newest event, as the lag once was) made it zero for a tick, and every
+device of the backlog offline. Once no batch has arrived for ``LAG_HOLD_S`` no lag applies:
+devices that send nothing really are silent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -57,8 +61,9 @@ class RuleProcessor:
         self.sink = sink
         self._pending_rules: tuple[Rule, ...] | None = None
         self._pending_devices: list[DeviceMeta] = []
-        self._lag_us = 0
-        self._lag_seen_at = 0.0
+        # (seen at, lag) of the recent batches whose lag no later batch's exceeds: the
+        # window's largest is the first one still within LAG_HOLD_S.
+        self._lags: deque[tuple[float, int]] = deque()
         self._prepared: tuple[EventBatch, Evaluation] | None = None
 
     def replace_rules(self, rules: Sequence[Rule]) -> None:
@@ -135,12 +140,16 @@ class RuleProcessor:
         return ev
 
     def _note_lag(self, events: EventBatch, received_at: float) -> None:
-        self._lag_us = max(0, int(received_at * 1e6) - int(events.ts.max()))
-        self._lag_seen_at = time.monotonic()
+        lag = max(0, int(received_at * 1e6) - int(np.median(events.ts)))
+        lags = self._lags
+        while lags and lags[-1][1] <= lag:
+            lags.pop()
+        lags.append((time.monotonic(), lag))
 
     def _absence_now_us(self) -> int:
         """Wall-clock now, less the backlog lag while batches are still arriving."""
-        now = time.time_ns() // 1000
-        if time.monotonic() - self._lag_seen_at < LAG_HOLD_S:
-            return now - self._lag_us
-        return now
+        lags = self._lags
+        since = time.monotonic() - LAG_HOLD_S
+        while lags and lags[0][0] <= since:
+            lags.popleft()
+        return time.time_ns() // 1000 - (lags[0][1] if lags else 0)

@@ -203,7 +203,8 @@ def test_service_refuses_to_start_on_an_invalid_rule_file(tmp_path) -> None:
 
 
 def test_no_offline_storm_while_a_backlog_drains(pg_server, tmp_path) -> None:
-    """Old events arriving (a backlog after an outage) are not silence; real silence is."""
+    """Old events arriving (a backlog after an outage) are not silence, even with a live
+    device's fresh reading in every batch; real silence is."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - id: offline\n    absent: {for: 10s}\n    severity: info\n")
     dsn = new_database(pg_server, "rules_backlog")
@@ -211,17 +212,18 @@ def test_no_offline_storm_while_a_backlog_drains(pg_server, tmp_path) -> None:
     try:
         t0 = dt.datetime.now(VN).replace(microsecond=0) - dt.timedelta(hours=1)
         devices = ["hg-vt-wl-001", "hg-vt-wl-002", "hg-nb-wl-001"]
+        live = "hg-nb-wl-002"
         for second in range(0, 24, 2):  # 12 s of draining, two absence ticks at least
             ingest(svc, *[reading(t0 + dt.timedelta(seconds=second), 1.0, device=d)
-                          for d in devices])
+                          for d in devices], reading(dt.datetime.now(VN), 1.0, device=live))
             time.sleep(1)
         fired = asyncio.run(fetch(dsn, "SELECT count(*) FROM alerts WHERE rule_id = 'offline'"))
         assert fired[0][0] == 0, "a draining backlog must not look like silence"
         deadline = time.monotonic() + 40
         n = 0
-        while time.monotonic() < deadline and n < len(devices):
+        while time.monotonic() < deadline and n < len(devices) + 1:
             time.sleep(1)
             n = asyncio.run(fetch(dsn, "SELECT count(*) FROM alerts WHERE rule_id = 'offline'"))[0][0]
-        assert n == len(devices), "once nothing arrives, silent devices are reported"
+        assert n == len(devices) + 1, "once nothing arrives, silent devices are reported"
     finally:
         svc.kill()
