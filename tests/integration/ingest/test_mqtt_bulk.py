@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import random
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+from ioc.embedded.mosquitto import EmbeddedMosquitto
+from ioc.embedded.process import free_port
 from tests.conftest import new_database
 from tests.integration.ingest.conftest import query, wait_for_count
 from tests.support.mqtt_wire import (
@@ -28,8 +31,9 @@ from tests.support.mqtt_wire import (
     some_properties,
     suback,
 )
-from tests.support.payloads import water_levels
-from tests.support.service import ServiceProcess
+from tests.support.payloads import as_mqtt, water_levels
+from tests.support.publish import mqtt_publish
+from tests.support.service import ServiceProcess, http
 
 PUBACK, PINGREQ, DISCONNECT, SUBSCRIBE = 4, 12, 14, 8
 
@@ -231,3 +235,50 @@ def test_a_broker_that_breaks_the_protocol_or_hangs_up_is_reconnected_to(
             svc.kill()
     assert broker.disconnects[:1] == [0x82], broker.disconnects
     assert broker.connections == 3
+
+
+def tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 signed by it (openssl, as an operator
+    would make them): (ca.crt, server.crt, server.key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ioc test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    return d / "ca.crt", d / "server.crt", d / "server.key"
+
+
+def test_mqtts_is_read_in_bulk_through_tls(pg_server, tmp_path: Path) -> None:
+    """The bulk reader on a TLS connection (TLS may hold decrypted bytes the socket's
+    readiness never shows): every event stored once, every message acked."""
+    ca, cert, key = tls_files(tmp_path)
+    (tmp_path / "again").mkdir()
+    tls_port = free_port()
+    with EmbeddedMosquitto(extra=[f"listener {tls_port} 127.0.0.1", f"cafile {ca}",
+                                  f"certfile {cert}", f"keyfile {key}"]) as broker:
+        env = {"IOC_DATABASE_URL": new_database(pg_server, "mqtt_bulk_tls"),
+               "IOC_MQTT_URL": f"mqtts://127.0.0.1:{tls_port}",
+               "IOC_MQTT_CLIENT_ID": "ioc-bulk-tls", "SSL_CERT_FILE": str(ca)}
+        dsn = env["IOC_DATABASE_URL"]
+        svc = ServiceProcess(tmp_path, env).start()
+        try:
+            items = water_levels(20000, "bulktls")
+            mqtt_publish(broker.url, as_mqtt(items))
+            ids = wait_for_count(dsn, "bulktls", len(items), timeout=90)
+            assert sorted(ids) == sorted(event_id for _, event_id, _ in items)
+            assert "bulk reading on" in svc.log() and svc.running()
+        finally:
+            svc.stop()
+        # Every message was acked: the session has nothing to deliver to the next start.
+        again = ServiceProcess(tmp_path / "again", env).start()
+        try:
+            time.sleep(3)
+            _, metrics = http("GET", f"{again.url}/metrics")
+            assert 'ioc_events_received_total{source="mqtt"}' not in str(metrics)
+        finally:
+            again.kill()
