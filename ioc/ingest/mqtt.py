@@ -128,15 +128,16 @@ class MqttSource:
         self._subscribed = False
         self._client: mqtt.Client | None = None
         self._sock: socket.socket | None = None
-        # Who reads the socket: paho until the subscription is granted; then, with the
-        # accelerators on, the bulk reader (``_bulk``), from a packet boundary (``_boundary``:
-        # paho has just handed over a whole packet) at which paho has nothing left to write.
+        # Who reads the socket: paho until the CONNACK; then, with the accelerators on, the
+        # bulk reader (``_bulk``), from a packet boundary (``_boundary``: paho has just handed
+        # over a whole packet) at which paho has nothing left to write.
         self._paho_reads = True
         self._bulk_wanted = False
         self._boundary = False
         self._bulk: PacketReader | None = None
         self._unsent = bytearray()  # bulk acks and pings the socket did not take yet
-        self._all_sent = asyncio.Event()
+        self._all_sent = asyncio.Event()  # set while ``_unsent`` is empty
+        self._all_sent.set()
         self._last_in = self._last_out = 0.0
         self._ping_sent: float | None = None
         self._dropped = False  # the bulk reader ended the connection and said why
@@ -248,11 +249,10 @@ class MqttSource:
             loop.remove_reader(sock)
             loop.remove_writer(sock)
         if self._sock is sock:
+            with contextlib.suppress(ValueError):  # its state is reset before the removals
+                self._end_bulk()
             self._sock = None
-            self._bulk = None
             self._bulk_wanted = False
-            self._unsent.clear()
-            self._all_sent.set()
             self._lost.set()
 
     def _want_write(self, sock: socket.socket) -> None:
@@ -313,8 +313,6 @@ class MqttSource:
         self._paho_reads = False
         self._bulk_wanted = False
         self._bulk = PacketReader()
-        self._unsent.clear()
-        self._all_sent.set()
         self._last_in = self._last_out = time.monotonic()
         self._ping_sent = None
         log.debug("MQTT: reading the connection in bulk")
